@@ -1,0 +1,1 @@
+"""VAE style transfer for video: the library behind the command-line scripts."""

@@ -1,0 +1,137 @@
+"""What every script shares: one-line errors, atomic outputs, progress, signals."""
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import traceback
+import warnings
+
+
+class UserError(Exception):
+    """A problem with the user's arguments or input: reported as one `error:` line."""
+
+
+def warn(message):
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def info(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def parser(description):
+    """An argument parser whose --help shows every default."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return p
+
+
+def quiet_tensorflow():
+    """Import TensorFlow without its start-up chatter, which would bury our own messages.
+
+    TensorFlow's C++ layer prints notes (oneDNN, missing CUDA drivers) straight to file
+    descriptor 2 before any setting can stop it, so stderr is parked while it loads and
+    looks for devices; if the import itself fails, what it printed is shown after all.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as parked:
+        os.dup2(parked.fileno(), 2)
+        try:
+            import tensorflow as tf
+            if "TF_CONFIG" not in os.environ:  # multi-worker set-up must come first there
+                tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            parked.seek(0)
+            sys.stderr.write(parked.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def run(main):
+    """Run a script's main(argv) with the contract's error rules and exit with its status."""
+    debug = "--debug" in sys.argv
+    try:
+        status = main(sys.argv[1:])
+    except UserError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        status = 130
+    except BrokenPipeError:
+        status = 1
+    except Exception as e:  # an unexpected failure still gets one line, not a traceback
+        if debug:
+            traceback.print_exc()
+        print(f"error: {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        status = 1
+    sys.exit(status or 0)
+
+
+def raise_on_sigterm():
+    """Treat SIGTERM like Ctrl-C so that temporary files are cleaned up the same way."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def atomic_path(final_path, suffix=""):
+    """Yield a temporary path beside `final_path`; rename it into place only on success.
+
+    Works for files and directories: an existing directory at `final_path` is replaced.
+    """
+    final_path = os.path.abspath(final_path)
+    folder = os.path.dirname(final_path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(final_path)}.", suffix=".tmp" + suffix,
+                                   dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UserError(f"cannot write to {folder}: {e.strerror}") from e
+    try:
+        yield tmp
+        if os.path.isdir(tmp) and os.path.isdir(final_path):
+            old = tmp + ".old"
+            os.rename(final_path, old)
+            os.rename(tmp, final_path)
+            _remove(old)
+        else:
+            os.replace(tmp, final_path)
+    except OSError as e:
+        _remove(tmp)
+        raise UserError(f"cannot write {final_path}: {e.strerror}") from e
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path):
+    import shutil
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def progress(total=None, desc="", unit="it"):
+    """A progress bar on stderr: live on a terminal, a line every half minute otherwise."""
+    from tqdm import tqdm
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.5 if tty else 30.0, disable=False)

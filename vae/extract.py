@@ -1,0 +1,147 @@
+"""Cutting tiles out of videos and image folders and writing them, shuffled, as records."""
+import contextlib
+import os
+import random
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import tensorflow as tf
+
+from vae import images, records, video
+from vae.cli import UserError, atomic_path, info, progress, warn
+
+SHUFFLE_BUCKETS = 16
+
+
+class ShuffledWriter:
+    """Writes examples in a uniformly random order with bounded memory.
+
+    Each example goes to one of several temporary bucket files at random; at the end each
+    bucket is read alone, shuffled and appended to the output. Memory holds one bucket.
+    """
+
+    def __init__(self, out_path, seed):
+        self.out_path = out_path
+        self.folder = tempfile.mkdtemp(prefix=".buckets.", dir=os.path.dirname(out_path))
+        self.rng = random.Random(seed)
+        self.buckets = [tf.io.TFRecordWriter(os.path.join(self.folder, f"{i}.tfrecord"))
+                        for i in range(SHUFFLE_BUCKETS)]
+        self.count = 0
+
+    def add(self, serialized):
+        self.rng.choice(self.buckets).write(serialized)
+        self.count += 1
+
+    def finish(self):
+        for bucket in self.buckets:
+            bucket.close()
+        with records.writer(self.out_path) as out:
+            for i in range(SHUFFLE_BUCKETS):
+                examples = [e.numpy() for e in tf.data.TFRecordDataset(os.path.join(self.folder, f"{i}.tfrecord"))]
+                self.rng.shuffle(examples)
+                for example in examples:
+                    out.write(example)
+
+    def cleanup(self):
+        for bucket in self.buckets:
+            bucket.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def check_sources(videos, image_dirs):
+    """Fail before any work when a source is missing or two share a name."""
+    names = {}
+    for path in videos:
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: no such video file")
+    for path in image_dirs:
+        if not os.path.isdir(path):
+            raise UserError(f"{path}: no such folder")
+    for path, kind in [(v, "video") for v in videos] + [(d, "images") for d in image_dirs]:
+        name = source_name(path, kind)
+        if name in names:
+            raise UserError(f"{path} and {names[name]} would both be the source {name!r}; rename one")
+        names[name] = path
+
+
+def source_name(path, kind):
+    if kind == "video":
+        return os.path.splitext(os.path.basename(path))[0]
+    return os.path.basename(os.path.normpath(os.path.abspath(path)))
+
+
+def video_tiles(path, size, frame_step, crop, sink):
+    """Decode a video once, keeping every frame_step-th frame, and send its tiles to sink."""
+    meta = video.probe(path)
+    crop = video.resolve_crop(meta, crop)
+    name = source_name(path, "video")
+    if crop != video.Crop():
+        info(f"{name}: cropping borders {crop} (top,left,bottom,right) of {meta.width}x{meta.height}")
+    count = 0
+    with progress(total=meta.frames_estimate // frame_step + 1, desc=f"{name} frames", unit="tile") as bar:
+        for number, frame in video.read_frames(meta, size, crop, frame_step, keep_aspect=True):
+            sink(records.encode_tile(frame, name, "video", number))
+            count += 1
+            bar.update(1)
+    if count == 0:
+        raise UserError(f"{path}: no frames could be decoded")
+    info(f"{name}: {count} tiles from about {meta.frames_estimate} frames")
+    return {"name": name, "kind": "video", "path": os.path.abspath(path), "count": count,
+            "crop": str(crop)}
+
+
+def image_tiles(folder, size, crops_per_image, seed, sink):
+    """Tiles from every readable image under folder; unreadable files are skipped, named."""
+    name = source_name(folder, "images")
+    paths = images.find_images(folder)
+    if not paths:
+        raise UserError(f"{folder}: no images (jpg, jpeg, png, bmp, webp) in this folder")
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, 2**31, len(paths))
+
+    def load(ordinal):
+        image = images.load_rgb(paths[ordinal])
+        if image is None:
+            return ordinal, None
+        return ordinal, images.cut_tiles(image, size, crops_per_image, np.random.default_rng(seeds[ordinal]))
+
+    count = 0
+    # OpenCV decodes outside the GIL, so a few threads keep both cores busy.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool, \
+            progress(total=len(paths), desc=f"{name} images", unit="image") as bar:
+        for ordinal, tiles in pool.map(load, range(len(paths))):
+            bar.update(1)
+            if tiles is None:
+                warn(f"{paths[ordinal]}: not a readable image, skipped")
+                continue
+            for tile in tiles:
+                sink(records.encode_tile(tile, name, "images", ordinal))
+                count += 1
+    if count == 0:
+        raise UserError(f"{folder}: none of its {len(paths)} image files could be read")
+    info(f"{name}: {count} tiles from {len(paths)} images")
+    return {"name": name, "kind": "images", "path": os.path.abspath(folder), "count": count}
+
+
+def extract(out_path, videos, image_dirs, size, frame_step=10, crop="auto", crops_per_image=1,
+            seed=0):
+    """Write all tiles of all sources, shuffled, to out_path, and the manifest beside it."""
+    check_sources(videos, image_dirs)
+    width, height = size
+    with contextlib.ExitStack() as outputs:
+        # Entered manifest first so it is renamed last: a manifest means complete records.
+        tmp_manifest = outputs.enter_context(atomic_path(records.manifest_path(out_path)))
+        tmp_records = outputs.enter_context(atomic_path(out_path))
+        shuffler = ShuffledWriter(tmp_records, seed)
+        try:
+            sources = [video_tiles(p, size, frame_step, crop, shuffler.add) for p in videos]
+            sources += [image_tiles(d, size, crops_per_image, seed + i, shuffler.add)
+                        for i, d in enumerate(image_dirs)]
+            info(f"shuffling {shuffler.count} tiles into {out_path}")
+            shuffler.finish()
+        finally:
+            shuffler.cleanup()
+        records.write_manifest(tmp_manifest, width, height, sources)
+    return sources
