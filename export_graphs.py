@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Export trained models as SavedModels that any TensorFlow program loads by path."""
+import os
+
+from vae import cli
+
+
+def main(argv):
+    p = cli.parser(__doc__)
+    p.add_argument("--vae", required=True, help="logdir of train_vae.py")
+    p.add_argument("--refiner", help="logdir of train_refiner.py")
+    p.add_argument("--out", required=True, help="folder for encoder/, decoder/, refiner/ and model.json")
+    args = p.parse_args(argv)
+    cli.quiet_tensorflow()
+    cli.raise_on_sigterm()
+    import tensorflow as tf
+    from vae import export, model, refiner, training
+
+    def restore(logdir, **trackables):
+        config = training.load_config(logdir)
+        latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
+        if not latest:
+            raise cli.UserError(f"{logdir}: no checkpoint yet; train first")
+        step = tf.Variable(0, dtype=tf.int64)
+        tf.train.Checkpoint(step=step, **trackables).restore(latest).expect_partial()
+        return config, int(step)
+
+    config = training.load_config(args.vae)
+    if config.get("model") != "vae":
+        raise cli.UserError(f"{args.vae}: not a VAE training run")
+    width, height, codes = config["width"], config["height"], config["codes"]
+    vae = model.build_vae(height, width, codes)
+    _, vae_step = restore(args.vae, model=vae)
+    fields = {"width": width, "height": height, "codes": codes, "vae_step": vae_step,
+              "vae_logdir": os.path.abspath(args.vae)}
+    refiner_net = None
+    if args.refiner:
+        refiner_config = training.load_config(args.refiner)
+        if refiner_config.get("model") != "refiner":
+            raise cli.UserError(f"{args.refiner}: not a refiner training run")
+        if (refiner_config["width"], refiner_config["height"]) != (width, height):
+            raise cli.UserError(f"{args.refiner} was trained on {refiner_config['width']}x{refiner_config['height']} "
+                                f"tiles, the VAE on {width}x{height}")
+        refiner_net = refiner.build_refiner(height, width, refiner_config["filters"], refiner_config["blocks"])
+        _, fields["refiner_step"] = restore(args.refiner, model=refiner_net)
+    os.makedirs(args.out, exist_ok=True)
+    export.save("encoder", vae.encoder, (height, width, 3), args.out)
+    export.save("decoder", vae.decoder, (codes,), args.out)
+    if refiner_net is not None:
+        export.save("refiner", refiner_net, (height, width, 3), args.out)
+    export.update_model_json(args.out, **fields)
+    written = "encoder, decoder" + (", refiner" if refiner_net is not None else "")
+    print(f"exported {written} ({width}x{height}, {codes} codes, VAE step {vae_step}) to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,91 @@
+"""SavedModels with the contract's signatures, and loading them back.
+
+Each exported model is a tf.Module holding the Keras model as a tracked attribute and one
+`serving_default` signature; it loads with TensorFlow alone. `Models` loads an export folder
+and keeps the loaded objects alive while their signatures are used.
+"""
+import json
+import os
+
+import tensorflow as tf
+
+from vae.cli import UserError, atomic_path
+
+SIGNATURES = {
+    "encoder": ("images", ("mean", "log_var")),
+    "decoder": ("z", ("images",)),
+    "refiner": ("images", ("images",)),
+}
+
+
+class Exported(tf.Module):
+    """One Keras model behind a fixed-signature serving function."""
+
+    def __init__(self, kind, keras_model, input_shape):
+        super().__init__(name=kind)
+        self.model = keras_model  # tracked, so the signature reaches its variables
+        input_name, output_names = SIGNATURES[kind]
+        spec = tf.TensorSpec([None, *input_shape], tf.float32, name=input_name)
+
+        def serve(x):
+            outputs = self.model(x, training=False)
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            return {name: tf.cast(out, tf.float32) for name, out in zip(output_names, outputs)}
+
+        self.serve = tf.function(serve, input_signature=[spec])
+
+
+def save(kind, keras_model, input_shape, folder):
+    """Write DIR/kind as a SavedModel, beside and then renamed into place."""
+    module = Exported(kind, keras_model, input_shape)
+    with atomic_path(os.path.join(folder, kind)) as tmp:
+        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+
+
+def update_model_json(folder, **fields):
+    """model.json: tile size, code count and the step of each exported checkpoint."""
+    path = os.path.join(folder, "model.json")
+    current = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            current = json.load(f)
+    current.update(fields)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(current, f, indent=2)
+    return current
+
+
+class Models:
+    """An export folder loaded: encode, decode and refine as batched TensorFlow calls."""
+
+    def __init__(self, folder, need_refiner=False):
+        meta_path = os.path.join(folder, "model.json")
+        if not os.path.isfile(meta_path):
+            raise UserError(f"{folder}: no exported models (model.json missing); run export_graphs.py first")
+        with open(meta_path) as f:
+            self.meta = json.load(f)
+        self.folder = folder
+        self.width, self.height, self.codes = self.meta["width"], self.meta["height"], self.meta["codes"]
+        self._loaded = {}
+        for kind in ("encoder", "decoder", "refiner"):
+            path = os.path.join(folder, kind)
+            if os.path.isdir(path):
+                self._loaded[kind] = tf.saved_model.load(path)  # kept: the signature needs it alive
+            elif kind != "refiner" or need_refiner:
+                raise UserError(f"{path}: missing; run export_graphs.py")
+        self._fn = {kind: obj.signatures["serving_default"] for kind, obj in self._loaded.items()}
+        self.has_refiner = "refiner" in self._fn
+
+    def encode(self, images):
+        out = self._fn["encoder"](images=images)
+        return out["mean"], out["log_var"]
+
+    def decode(self, z):
+        return self._fn["decoder"](z=z)["images"]
+
+    def refine(self, images):
+        return self._fn["refiner"](images=images)["images"] if self.has_refiner else images
+
+    def render(self, z):
+        """Decode, then refine when a refiner was exported."""
+        return self.refine(self.decode(z))

@@ -1,0 +1,25 @@
+"""Command-line options shared by train_vae.py and train_refiner.py (no TensorFlow import)."""
+
+
+def training_options(p, learning_rate):
+    p.add_argument("--data", nargs="+", required=True, help="record files or glob patterns")
+    p.add_argument("--logdir", required=True, help="folder for checkpoints and TensorBoard events")
+    p.add_argument("--steps", type=int, required=True, help="total optimizer steps to reach (resumes)")
+    p.add_argument("--batch-size", type=int, default=50, help="tiles per step, over all devices")
+    p.add_argument("--learning-rate", type=float, default=learning_rate, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--log-every", type=int, default=10, help="write scalars every N steps")
+    p.add_argument("--preview-every", type=int, default=200, help="write preview images every N steps")
+    p.add_argument("--save-every", type=int, default=500, help="save a checkpoint every N steps")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="compute in float16 (GPU) or bfloat16 (CPU), keep weights in float32")
+    p.add_argument("--xla", action="store_true", help="compile the train step with XLA")
+    p.add_argument("--cpu-replicas", type=int, default=0,
+                   help="split the CPU into N devices under MirroredStrategy (for testing distribution)")
+
+
+def check_positive(args, *names):
+    from vae.cli import UserError
+    for name in names:
+        if getattr(args, name.replace('-', '_')) < 1:
+            raise UserError(f"--{name} must be at least 1")
