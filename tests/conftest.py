@@ -51,3 +51,43 @@ def tiles(media, tmp_path_factory):
     run_script("extract_tiles.py", "--out", out, "--video", media["clip"], "--images", media["paintings"],
                "--size", f"{TILE[0]}x{TILE[1]}", "--frame-step", 1, "--crops-per-image", 5)
     return out
+
+
+def event_scalars(logdir):
+    """{tag: [(step, value)]} from a logdir's event files, read with TensorBoard's own reader."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0, "images": 0})
+    acc.Reload()
+    out = {}
+    for tag in acc.Tags()["tensors"]:
+        events = acc.Tensors(tag)
+        if events and events[0].tensor_proto.dtype != tf.string.as_datatype_enum:
+            out[tag] = [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events]
+    return out
+
+
+def event_images(logdir):
+    """{tag: [steps]} of image summaries in a logdir."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {tag: [e.step for e in acc.Tensors(tag)] for tag in acc.Tags()["tensors"]
+            if acc.Tensors(tag)[0].tensor_proto.dtype == tf.string.as_datatype_enum}
+
+
+TRAIN_FAST = ["--batch-size", 16, "--log-every", 5, "--preview-every", 20, "--save-every", 20, "--codes", 32]
+
+
+@pytest.fixture(scope="session")
+def exported(tiles, tmp_path_factory):
+    """A VAE and a refiner trained briefly on the test tiles, exported."""
+    root = tmp_path_factory.mktemp("run")
+    data = str(tiles.parent / "*.tfrecord.gz")
+    run_script("train_vae.py", "--data", data, "--logdir", root / "vae", "--steps", 60, *TRAIN_FAST)
+    run_script("export_graphs.py", "--vae", root / "vae", "--out", root / "models")
+    run_script("train_refiner.py", "--data", data, "--models", root / "models", "--logdir", root / "refiner",
+               "--steps", 20, "--identity-steps", 10, "--batch-size", 16, "--log-every", 5)
+    run_script("export_graphs.py", "--vae", root / "vae", "--refiner", root / "refiner", "--out", root / "models")
+    return {"root": root, "models": root / "models", "vae": root / "vae", "refiner": root / "refiner", "data": data}
