@@ -94,7 +94,7 @@ def write_video(path, seed=0, width=320, height=180, frames=75, fps=25, letterbo
         write_tone(tone, frames / fps)
     try:
         video.write_video(path, scene_frames(rng, width, height, frames, letterbox, pillarbox, dark), fps,
-                          audio_from=tone, crf=20, preset="veryfast")
+                          source=tone, audio=bool(tone), crf=20, preset="veryfast")
     finally:
         if tone:
             os.unlink(tone)

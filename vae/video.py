@@ -210,25 +210,37 @@ def read_frames(info, size, crop=Crop(), step=1, keep_aspect=False, limit=None):
 
 
 class VideoWriter:
-    """Encode RGB frames to an H.264 MP4 (yuv420p, faststart), optionally with audio.
+    """Encode RGB frames to an H.264 MP4 (yuv420p, faststart), optionally with audio and an inset.
 
-    Frames arrive at `frame_size`; ffmpeg scales them to `out_size` (even dimensions),
-    so Python never handles full-size frames. `audio_from` names a file whose first audio
-    track is muxed in.
+    Frames arrive at `frame_size`; ffmpeg scales them to `out_size` (made even), so Python never
+    handles full-size frames. `source` names the original video: its first audio track is muxed
+    in when `audio` is set, and with `inset` (a Crop of the source) the original frame appears
+    small in the bottom-right corner, composed by ffmpeg at full quality.
     """
 
-    def __init__(self, path, frame_size, fps, out_size=None, audio_from=None, crf=18,
-                 preset="medium"):
+    def __init__(self, path, frame_size, fps, out_size=None, source=None, audio=False, inset=None,
+                 crf=18, preset="medium"):
         fw, fh = frame_size
         ow, oh = out_size or frame_size
         ow, oh = ow - ow % 2, oh - oh % 2
         self.frame_shape = (fh, fw, 3)
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{fw}x{fh}", "-r", str(fps), "-i", "-"]
-        if audio_from:
-            cmd += ["-i", audio_from, "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-b:a", "192k"]
-        if (ow, oh) != (fw, fh):
-            cmd += ["-vf", f"scale={ow}:{oh}:flags=bicubic"]
+        if source:
+            cmd += ["-i", source]
+        main = f"[0:v]setpts=PTS-STARTPTS,scale={ow}:{oh}:flags=bicubic"
+        if inset is not None:
+            iw, ih = max(2, ow // 4 // 2 * 2), max(2, oh // 4 // 2 * 2)
+            margin = max(2, ow // 50)
+            cw, ch = inset.size_of(*_source_size(source))
+            graph = (f"{main}[main];[1:v]setpts=PTS-STARTPTS,crop={cw}:{ch}:{inset.left}:{inset.top},"
+                     f"scale={iw}:{ih}:flags=area[small];"
+                     f"[main][small]overlay=x=W-w-{margin}:y=H-h-{margin}:eof_action=repeat[v]")
+        else:
+            graph = f"{main}[v]"
+        cmd += ["-filter_complex", graph, "-map", "[v]"]
+        if source and audio:
+            cmd += ["-map", "1:a:0?", "-c:a", "aac", "-b:a", "192k"]
         cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
                 "-movflags", "+faststart", "-f", "mp4", path]
         self.path = path
@@ -264,6 +276,11 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+def _source_size(path):
+    meta = probe(path)
+    return meta.width, meta.height
 
 
 def write_video(path, frames, fps, **kwargs):

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Mean latent code per source into embeddings.json; with --report, pictures of the latent space."""
+from vae import cli
+
+
+def main(argv):
+    p = cli.parser(__doc__)
+    p.add_argument("--data", nargs="+", required=True, help="record files or glob patterns")
+    p.add_argument("--models", required=True, help="folder written by export_graphs.py")
+    p.add_argument("--report", help="folder for the report pictures")
+    p.add_argument("--style", help="style source for the shift sweep (default: the largest image source)")
+    p.add_argument("--samples", type=int, default=6, help="tiles per source in the pictures")
+    args = p.parse_args(argv)
+    cli.quiet_tensorflow()
+    cli.raise_on_sigterm()
+    import numpy as np
+    from vae import export, latent, records
+    files = records.find_files(args.data)
+    size = records.tile_size(files)
+    models = export.Models(args.models)
+    if (models.width, models.height) != size:
+        raise cli.UserError(f"the models in {args.models} take {models.width}x{models.height} tiles, "
+                            f"the records hold {size[0]}x{size[1]}")
+    sources, codes = latent.encode_sources(models, files, size, keep_codes=True)
+    latent.save_embeddings(args.models, sources)
+    print(f"wrote {latent.embeddings_path(args.models)}: {len(sources)} sources")
+    if args.report:
+        from vae import report
+        samples = {}
+        for batch in records.iterate(files, size):
+            for image, source in zip(batch["image"], batch["source"]):
+                bucket = samples.setdefault(source.decode(), [])
+                if len(bucket) < max(args.samples, 16):
+                    bucket.append(image)
+            if all(len(v) >= max(args.samples, 16) for v in samples.values()) and len(samples) == len(sources):
+                break
+        samples = {k: np.stack(v) for k, v in samples.items()}
+        written, table = report.write_report(args.report, models, sources, samples, codes, args.style)
+        for name, count, psnr, distances in table:
+            others = ", ".join(f"{o} {d:.2f}" for o, d in distances.items())
+            print(f"  {name}: {count} tiles, reconstruction PSNR {psnr:.1f} dB, mean code distance: {others}")
+        print(f"wrote {', '.join(written)} to {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,138 @@
+"""The pictures of evaluate_embeddings.py --report, drawn with matplotlib."""
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vae import latent  # noqa: E402
+from vae.cli import atomic_path  # noqa: E402
+
+SWEEP = [(0.0, 0.0), (0.25, 0.25), (0.25, 0.5), (0.5, 0.75), (0.5, 1.0), (1.0, 1.5)]
+NOISE = [0.0, 0.5, 1.0, 2.0]
+
+
+def save(fig, path):
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def grid_figure(rows, row_labels, col_labels=None, title=None):
+    """A figure of images: rows of equally many float RGB images, labelled."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    h, w = rows[0][0].shape[:2]
+    scale = max(1.0, 1.4 / (w / 100))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * w / 100 * scale + 1.2, n_rows * h / 100 * scale + 0.6),
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(row):
+                ax.imshow(np.clip(row[c], 0, 1), interpolation="nearest")
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=8)
+            if col_labels and r == 0:
+                ax.set_title(col_labels[c], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def psnr(a, b):
+    mse = np.mean((np.asarray(a) - np.asarray(b)) ** 2, axis=(1, 2, 3))
+    return 10 * np.log10(1.0 / np.maximum(mse, 1e-10))
+
+
+def write_report(folder, models, sources, samples, codes, style=None):
+    """samples: {source: float tiles [N,H,W,3]}; codes: {'codes': [M,C], 'sources': [M]}."""
+    os.makedirs(folder, exist_ok=True)
+    names = sorted(samples)
+    written = []
+
+    # Reconstructions: input above output, per source.
+    rows, labels = [], []
+    for name in names:
+        tiles = samples[name][:6]
+        mean, _ = models.encode(tiles)
+        decoded = models.decode(mean).numpy()
+        rows += [tiles, decoded]
+        labels += [f"{name}\ninput", f"{name}\nVAE"]
+        if models.has_refiner:
+            rows.append(models.refine(decoded).numpy())
+            labels.append(f"{name}\nrefined")
+    save(grid_figure(rows, labels, title="reconstructions"), os.path.join(folder, "reconstructions.png"))
+    written.append("reconstructions.png")
+
+    # Salted codes: each source's tiles encoded, Gaussian noise of growing size added, decoded.
+    spread = codes["codes"].std(0)
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for name in names:
+        mean, _ = models.encode(samples[name][:6])
+        for sigma in NOISE:
+            salted = mean.numpy() + sigma * spread * rng.standard_normal(mean.shape).astype(np.float32)
+            rows.append(models.render(salted).numpy())
+            labels.append(f"{name}\nnoise {sigma}σ")
+    save(grid_figure(rows, labels, title="decoded codes plus Gaussian noise (σ: spread of the codes)"),
+         os.path.join(folder, "salted.png"))
+    written.append("salted.png")
+
+    # Shift sweep: frames of each non-style source under growing alpha/beta.
+    style = latent.pick_style(sources, style)
+    rows, labels = [], []
+    for name in names:
+        if name == style:
+            continue
+        mean, _ = models.encode(samples[name][:4])
+        for i in range(len(mean)):
+            rows.append([models.render(mean[i:i + 1] + latent.shift_vector(sources[name]["mean"],
+                                                                            sources[style]["mean"], a, b)).numpy()[0]
+                         for a, b in SWEEP])
+            labels.append(f"{name} #{i}")
+    if rows:
+        save(grid_figure(rows, labels, [f"α={a} β={b}" for a, b in SWEEP], title=f"shift toward {style!r}"),
+             os.path.join(folder, "shift_sweep.png"))
+        written.append("shift_sweep.png")
+
+    # 2-D PCA of all codes, coloured by source, means marked.
+    all_codes = codes["codes"]
+    centred = all_codes - all_codes.mean(0)
+    _, _, axes_ = np.linalg.svd(centred, full_matrices=False)
+    projected = centred @ axes_[:2].T
+    labels_arr = np.array(codes["sources"])
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name in names:
+        points = projected[labels_arr == name]
+        ax.scatter(points[:, 0], points[:, 1], s=8, alpha=0.6, label=f"{name} ({len(points)})")
+        centre = (np.asarray(sources[name]["mean"]) - all_codes.mean(0)) @ axes_[:2].T
+        ax.scatter([centre[0]], [centre[1]], s=120, marker="X", edgecolors="black")
+    ax.set_xlabel("first principal component")
+    ax.set_ylabel("second principal component")
+    ax.set_title("latent codes (encoder mean), X: source mean")
+    ax.legend(fontsize=8)
+    save(fig, os.path.join(folder, "projection.png"))
+    written.append("projection.png")
+
+    # Table: count, reconstruction PSNR, distance between source means.
+    table = []
+    for name in names:
+        mean, _ = models.encode(samples[name])
+        value = float(np.mean(psnr(samples[name], models.render(mean).numpy())))
+        distances = {other: float(np.linalg.norm(np.subtract(sources[name]["mean"], sources[other]["mean"])))
+                     for other in names if other != name}
+        table.append((name, sources[name]["count"], value, distances))
+    header = ["source", "tiles", "PSNR dB"] + [f"to {n}" for n in names]
+    cells = [[n, str(c), f"{p:.1f}"] + [("-" if o == n else f"{d[o]:.2f}") for o in names] for n, c, p, d in table]
+    fig, ax = plt.subplots(figsize=(1.4 * len(header), 0.4 * (len(cells) + 1) + 0.4))
+    ax.axis("off")
+    ax.table(cellText=cells, colLabels=header, loc="center")
+    save(fig, os.path.join(folder, "table.png"))
+    written.append("table.png")
+    return written, table
