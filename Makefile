@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO := demo
 DEMO_SIZE ?= 64x36
-DEMO_STEPS ?= 600
+DEMO_STEPS ?= 800
+DEMO_REFINER_STEPS ?= 200
 
 .PHONY: demo test bench clean
 
@@ -20,11 +21,29 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) -m vae.synthetic --out $(DEMO)/media
+	rm -rf $(DEMO)/log $(DEMO)/models
+	$(PY) -m vae.synthetic --out $(DEMO)/media --frames 200
 	$(PY) extract_tiles.py --out $(DEMO)/data/tiles.tfrecord.gz --video $(DEMO)/media/clip.mp4 \
-		--images $(DEMO)/media/paintings --size $(DEMO_SIZE) --frame-step 1 --crops-per-image 8
+		--images $(DEMO)/media/paintings --size $(DEMO_SIZE) --frame-step 1 --crops-per-image 16
 	$(PY) preview_tiles.py --data '$(DEMO)/data/*.tfrecord.gz' --out $(DEMO)/tiles.png
-	@echo "demo: tiles in $(DEMO)/data, contact sheet $(DEMO)/tiles.png; training and rendering come with the next stages"
+	$(PY) train_vae.py --data '$(DEMO)/data/*.tfrecord.gz' --logdir $(DEMO)/log/vae --steps $(DEMO_STEPS) \
+		--batch-size 32 --codes 128 --learning-rate 1e-3 --preview-every 100 --save-every 200
+	$(PY) export_graphs.py --vae $(DEMO)/log/vae --out $(DEMO)/models
+	$(PY) train_refiner.py --data '$(DEMO)/data/*.tfrecord.gz' --models $(DEMO)/models --logdir $(DEMO)/log/refiner \
+		--steps $(DEMO_REFINER_STEPS) --identity-steps 50 --batch-size 32 --learning-rate 1e-3 --preview-every 100
+	$(PY) export_graphs.py --vae $(DEMO)/log/vae --refiner $(DEMO)/log/refiner --out $(DEMO)/models
+	$(PY) evaluate_embeddings.py --data '$(DEMO)/data/*.tfrecord.gz' --models $(DEMO)/models --report $(DEMO)/report
+	$(PY) mogrify_video.py $(DEMO)/media/clip.mp4 $(DEMO)/styled.mp4 --models $(DEMO)/models --alpha 0.5 --beta 1.0 --inset
+	$(PY) -m vae.figures --logdir $(DEMO)/log/vae --before $(DEMO)/media/clip.mp4 --after $(DEMO)/styled.mp4 \
+		--out $(DEMO)/pictures
+	@echo
+	@echo "demo done:"
+	@echo "  styled video      $(DEMO)/styled.mp4 (with the input's sound and the original in the corner)"
+	@echo "  contact sheet     $(DEMO)/tiles.png"
+	@echo "  training previews $(DEMO)/log/vae/previews/ and $(DEMO)/log/vae/progress.mp4"
+	@echo "  report pictures   $(DEMO)/report/"
+	@echo "  loss, before/after $(DEMO)/pictures/"
+	@echo "  curves            $(VENV)/bin/tensorboard --logdir $(DEMO)/log"
 
 clean:
 	rm -rf $(DEMO)

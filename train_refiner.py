@@ -11,7 +11,7 @@ def main(argv):
     p.add_argument("--identity-steps", type=int, default=500,
                    help="first steps spent learning to return the VAE output unchanged")
     p.add_argument("--tile-weight", type=float, default=1.0, help="weight of the pull toward the tile")
-    p.add_argument("--away-weight", type=float, default=0.1, help="weight of the push away from the VAE output")
+    p.add_argument("--away-weight", type=float, default=0.001, help="weight of the push away from the VAE output")
     p.add_argument("--away-margin", type=float, default=0.01,
                    help="distance at which the push away is half its weight (keeps it finite)")
     p.add_argument("--filters", type=int, default=32, help="feature maps at full resolution")

@@ -8,6 +8,9 @@ def main(argv):
     p = cli.parser(__doc__)
     training_options(p, learning_rate=2e-4)
     p.add_argument("--codes", type=int, default=512, help="latent codes")
+    p.add_argument("--kl-weight", type=float, default=1.0,
+                   help="weight of the KL term; small tiles have few pixels to outweigh it, so try "
+                        "(W*H)/(320*180) there if every reconstruction looks alike")
     args = p.parse_args(argv)
     check_positive(args, "steps", "batch-size", "codes", "log-every", "preview-every", "save-every")
     cli.quiet_tensorflow()
@@ -21,12 +24,12 @@ def main(argv):
     width, height = records.tile_size(files)
     chief = training.is_chief(strategy)
     training.save_config(args.logdir, {"model": "vae", "width": width, "height": height, "codes": args.codes,
-                                       "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+                                       "batch_size": args.batch_size, "learning_rate": args.learning_rate, "kl_weight": args.kl_weight,
                                        "data": files}, chief)
     keras.utils.set_random_seed(args.seed)
     training.set_precision(args.mixed_precision, args.xla)
     with strategy.scope():
-        vae = model.build_vae(height, width, args.codes, seed=args.seed)
+        vae = model.build_vae(height, width, args.codes, seed=args.seed, kl_weight=args.kl_weight)
         optimizer = training.make_optimizer(args.learning_rate)
         vae.compile(optimizer=optimizer)
         optimizer.build(vae.trainable_variables)

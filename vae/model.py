@@ -81,9 +81,10 @@ def build_decoder(height, width, codes=512, filters=FILTERS, kernels=KERNELS):
 class VAE(keras.Model):
     """Encoder, sampler and decoder, trained on squared error plus KL divergence."""
 
-    def __init__(self, encoder, decoder, seed=None, **kwargs):
+    def __init__(self, encoder, decoder, seed=None, kl_weight=1.0, **kwargs):
         super().__init__(**kwargs)
         self.encoder, self.decoder = encoder, decoder
+        self.kl_weight = kl_weight
         self.sampling = Sampling(seed)
 
     def call(self, images, training=False):
@@ -110,12 +111,13 @@ class VAE(keras.Model):
         with tf.GradientTape() as tape:
             reconstruction, kl = self.losses_of(images, training=True)
             reconstruction, kl = ops.mean(reconstruction) / replicas, ops.mean(kl) / replicas
-            loss = reconstruction + kl
+            loss = reconstruction + self.kl_weight * kl
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         return {"loss": loss, "reconstruction_loss": reconstruction, "kl_loss": kl}
 
 
-def build_vae(height, width, codes=512, seed=None):
-    return VAE(build_encoder(height, width, codes), build_decoder(height, width, codes), seed=seed, name="vae")
+def build_vae(height, width, codes=512, seed=None, kl_weight=1.0):
+    return VAE(build_encoder(height, width, codes), build_decoder(height, width, codes), seed=seed,
+               kl_weight=kl_weight, name="vae")

@@ -24,7 +24,8 @@ def build_refiner(height, width, filters=32, blocks=4):
     x = layers.ELU()(layers.Conv2D(filters * 2, 3, strides=2, padding="same", name="down")(full))
     for i in range(blocks):
         x = residual_block(x, filters * 2, f"block{i}")
-    x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", name="up")(x)
+    # A kernel divisible by the stride avoids the checkerboard of uneven overlaps.
+    x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", name="up")(x)
     x = layers.ELU()(crop_to(x, (height, width)))
     x = layers.Concatenate()([x, full])  # the skip connection keeps full-resolution detail
     x = layers.ELU()(layers.Conv2D(filters, 3, padding="same", name="merge")(x))
@@ -43,7 +44,7 @@ class RefinerTrainer(keras.Model):
     and 1, where the original's plain reciprocal exploded as the two images met.
     """
 
-    def __init__(self, refiner, vae_models, identity_steps, tile_weight=1.0, away_weight=0.1,
+    def __init__(self, refiner, vae_models, identity_steps, tile_weight=1.0, away_weight=0.001,
                  away_margin=0.01, **kwargs):
         super().__init__(**kwargs)
         self.refiner = refiner

@@ -231,7 +231,7 @@ class VideoWriter:
         main = f"[0:v]setpts=PTS-STARTPTS,scale={ow}:{oh}:flags=bicubic"
         if inset is not None:
             iw, ih = max(2, ow // 4 // 2 * 2), max(2, oh // 4 // 2 * 2)
-            margin = max(2, ow // 50)
+            margin = max(2, ow // 50 // 2 * 2)  # even: yuv420 overlays land on even pixels
             cw, ch = inset.size_of(*_source_size(source))
             graph = (f"{main}[main];[1:v]setpts=PTS-STARTPTS,crop={cw}:{ch}:{inset.left}:{inset.top},"
                      f"scale={iw}:{ih}:flags=area[small];"

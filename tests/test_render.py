@@ -1,0 +1,172 @@
+"""Embeddings, the report and mogrify_video.py, end to end as a user runs them."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT, TILE, assert_one_line_error, run_script
+from vae import records, synthetic, video
+
+
+@pytest.fixture(scope="session")
+def evaluated(exported, tmp_path_factory):
+    report = tmp_path_factory.mktemp("report")
+    result = run_script("evaluate_embeddings.py", "--data", exported["data"], "--models", exported["models"],
+                        "--report", report)
+    return {**exported, "report": report, "stdout": result.stdout}
+
+
+def decode(path):
+    meta = video.probe(str(path))
+    frames = np.stack([f for _, f in video.read_frames(meta, (meta.width, meta.height), video.Crop())])
+    return meta, frames
+
+
+def test_embeddings_are_source_means(evaluated):
+    import tensorflow as tf
+    embeddings = json.loads((evaluated["models"] / "embeddings.json").read_text())["sources"]
+    manifest = json.loads(open(records.manifest_path(evaluated["data"].replace("*", "tiles"))).read())
+    assert {s["name"]: s["count"] for s in manifest["sources"]} == {n: e["count"] for n, e in embeddings.items()}
+    assert embeddings["paintings"]["kind"] == "images" and embeddings["clip"]["kind"] == "video"
+    # Recompute one source's mean straight from the records and the exported encoder.
+    encoder = tf.saved_model.load(str(evaluated["models"] / "encoder"))
+    files = records.find_files([evaluated["data"]])
+    codes = []
+    for batch in records.iterate(files, TILE):
+        mask = batch["source"] == b"paintings"
+        codes.append(encoder.signatures["serving_default"](images=tf.constant(batch["image"][mask]))["mean"].numpy())
+    np.testing.assert_allclose(embeddings["paintings"]["mean"], np.concatenate(codes).mean(0), atol=1e-4)
+    assert len(embeddings["clip"]["mean"]) == 32
+    assert not np.allclose(embeddings["clip"]["mean"], embeddings["paintings"]["mean"])
+
+
+def test_report_pictures(evaluated):
+    for name in ("reconstructions", "salted", "shift_sweep", "projection", "table"):
+        picture = cv2.imread(str(evaluated["report"] / f"{name}.png"))
+        assert picture is not None and picture.shape[0] > 100 and picture.shape[1] > 100, name
+        assert picture.std() > 5, name  # not blank
+    assert "clip: " in evaluated["stdout"] and "PSNR" in evaluated["stdout"]
+
+
+def expected_first_frame(models_dir, frame, alpha, beta, source="clip", style="paintings"):
+    """The contract's formula, computed with the exported models called directly."""
+    import tensorflow as tf
+    embeddings = json.loads((models_dir / "embeddings.json").read_text())["sources"]
+    loaded = {k: tf.saved_model.load(str(models_dir / k)) for k in ("encoder", "decoder", "refiner")}
+    x = tf.constant(frame[None].astype(np.float32) / 255)
+    z = loaded["encoder"].signatures["serving_default"](images=x)["mean"]
+    z = z - alpha * np.float32(embeddings[source]["mean"]) + beta * np.float32(embeddings[style]["mean"])
+    out = loaded["decoder"].signatures["serving_default"](z=z)["images"]
+    out = loaded["refiner"].signatures["serving_default"](images=out)["images"].numpy()[0]
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def test_mogrify_end_to_end(tmp_path, evaluated, media):
+    out = tmp_path / "styled.mp4"
+    result = run_script("mogrify_video.py", media["clip"], out, "--models", evaluated["models"],
+                        "--alpha", 0.5, "--beta", 1.0, "--batch-size", 7)
+    meta_in, frames_in = decode(media["clip"])
+    meta, frames = decode(out)
+    assert len(frames) == len(frames_in) == 40
+    assert meta.fps == meta_in.fps == 25
+    assert (meta.width, meta.height) == (160, 70)  # the 10-pixel bars cropped away
+    assert meta.has_audio
+    # The first frame is the formula applied by the exported models, scaled to the output size.
+    tile = next(video.read_frames(video.probe(media["clip"]), TILE, video.Crop(10, 0, 10, 0)))[1]
+    expected = cv2.resize(expected_first_frame(evaluated["models"], tile, 0.5, 1.0), (160, 70),
+                          interpolation=cv2.INTER_CUBIC)
+    unshifted = cv2.resize(expected_first_frame(evaluated["models"], tile, 0.0, 0.0), (160, 70),
+                           interpolation=cv2.INTER_CUBIC)
+    error = np.abs(frames[0].astype(int) - expected).mean()
+    assert error < 4, error
+    assert error < 0.5 * np.abs(frames[0].astype(int) - unshifted).mean()
+    # The palette report: input and output distances to the style, and SSIM.
+    line = next(l for l in result.stdout.splitlines() if l.startswith("palette distance"))
+    assert "input" in line and "output" in line and "structural similarity" in line
+
+
+def test_mogrify_smoothing_and_unknown_source(tmp_path, evaluated, media):
+    holiday = tmp_path / "holiday.mp4"
+    shutil.copy(media["clip"], holiday)
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    result = run_script("mogrify_video.py", holiday, a, "--models", evaluated["models"], "--smooth", 0, "--no-audio")
+    assert "not a trained source" in result.stderr
+    run_script("mogrify_video.py", holiday, b, "--models", evaluated["models"], "--smooth", 0.9, "--no-audio")
+    meta, fa = decode(a)
+    _, fb = decode(b)
+    assert not meta.has_audio
+    # Heavier smoothing means smaller changes from frame to frame.
+    assert np.abs(np.diff(fb.astype(int), axis=0)).mean() < np.abs(np.diff(fa.astype(int), axis=0)).mean()
+
+
+def test_mogrify_inset(tmp_path, evaluated, media):
+    plain, inset = tmp_path / "plain.mp4", tmp_path / "inset.mp4"
+    run_script("mogrify_video.py", media["clip"], plain, "--models", evaluated["models"])
+    run_script("mogrify_video.py", media["clip"], inset, "--models", evaluated["models"], "--inset")
+    _, fp = decode(plain)
+    _, fi = decode(inset)
+    _, original = decode(media["clip"])
+    # Bottom-right corner, 2 pixels in, holds the original frame scaled to a quarter: 40x16 of 160x70.
+    corner = fi[10, 70 - 16 - 2:70 - 2, 160 - 40 - 2:160 - 2].astype(int)
+    small = cv2.resize(original[10, 10:80], (40, 16), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(corner - small).mean() < 10
+    assert np.abs(fp[10, :40, :80].astype(int) - fi[10, :40, :80]).mean() < 3  # the rest is unchanged
+
+
+def test_interrupted_mogrify_leaves_nothing(tmp_path, evaluated):
+    long_clip = synthetic.write_video(str(tmp_path / "long.mp4"), width=320, height=180, frames=1500)
+    out = tmp_path / "out" / "styled.mp4"
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "mogrify_video.py"), long_clip, str(out),
+                             "--models", str(evaluated["models"])], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not os.listdir(out.parent):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr
+    assert os.listdir(out.parent) == []
+
+
+def test_mogrify_errors(tmp_path, evaluated, media):
+    models = evaluated["models"]
+    result = run_script("mogrify_video.py", tmp_path / "missing.mp4", tmp_path / "o.mp4", "--models", models,
+                        check=False)
+    assert_one_line_error(result, "missing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video")
+    assert_one_line_error(run_script("mogrify_video.py", junk, tmp_path / "o.mp4", "--models", models, check=False),
+                          "junk.mp4")
+    bare = tmp_path / "bare"
+    shutil.copytree(models, bare)
+    os.unlink(bare / "embeddings.json")
+    assert_one_line_error(run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", bare,
+                                     check=False), "evaluate_embeddings.py")
+    result = run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", models, "--style", "monet",
+                        check=False)
+    assert_one_line_error(result, "monet", "clip", "paintings")
+    embeddings = json.loads((models / "embeddings.json").read_text())
+    for entry in embeddings["sources"].values():
+        entry["mean"] = entry["mean"][:16]
+    (bare / "embeddings.json").write_text(json.dumps(embeddings))
+    assert_one_line_error(run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", bare,
+                                     check=False), "16 codes", "32")
+    copy = tmp_path / "mine.mp4"
+    shutil.copy(media["clip"], copy)
+    before = copy.read_bytes()
+    assert_one_line_error(run_script("mogrify_video.py", copy, copy, "--models", models, check=False), "input")
+    assert copy.read_bytes() == before
+    assert not (tmp_path / "o.mp4").exists()
+    result = run_script("evaluate_embeddings.py", "--data", evaluated["data"], "--models", tmp_path / "nothing",
+                        check=False)
+    assert_one_line_error(result, "nothing")
