@@ -27,10 +27,10 @@ demo: $(STAMP)
 		--images $(DEMO)/media/paintings --size $(DEMO_SIZE) --frame-step 1 --crops-per-image 16
 	$(PY) preview_tiles.py --data '$(DEMO)/data/*.tfrecord.gz' --out $(DEMO)/tiles.png
 	$(PY) train_vae.py --data '$(DEMO)/data/*.tfrecord.gz' --logdir $(DEMO)/log/vae --steps $(DEMO_STEPS) \
-		--batch-size 32 --codes 128 --learning-rate 1e-3 --preview-every 100 --save-every 200
+		--batch-size 32 --codes 128 --kl-weight 0.04 --preview-every 100 --save-every 200
 	$(PY) export_graphs.py --vae $(DEMO)/log/vae --out $(DEMO)/models
 	$(PY) train_refiner.py --data '$(DEMO)/data/*.tfrecord.gz' --models $(DEMO)/models --logdir $(DEMO)/log/refiner \
-		--steps $(DEMO_REFINER_STEPS) --identity-steps 50 --batch-size 32 --learning-rate 1e-3 --preview-every 100
+		--steps $(DEMO_REFINER_STEPS) --identity-steps 50 --batch-size 32 --filters 16 --blocks 2 --preview-every 100
 	$(PY) export_graphs.py --vae $(DEMO)/log/vae --refiner $(DEMO)/log/refiner --out $(DEMO)/models
 	$(PY) evaluate_embeddings.py --data '$(DEMO)/data/*.tfrecord.gz' --models $(DEMO)/models --report $(DEMO)/report
 	$(PY) mogrify_video.py $(DEMO)/media/clip.mp4 $(DEMO)/styled.mp4 --models $(DEMO)/models --alpha 0.5 --beta 1.0 --inset
