@@ -23,7 +23,7 @@ def main(argv):
             raise cli.UserError(f"{logdir}: no checkpoint yet; train first")
         step = tf.Variable(0, dtype=tf.int64)
         tf.train.Checkpoint(step=step, **trackables).restore(latest).expect_partial()
-        return config, int(step)
+        return config, int(step.numpy())
 
     config = training.load_config(args.vae)
     if config.get("model") != "vae":

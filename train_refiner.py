@@ -47,9 +47,10 @@ def main(argv):
                                        "models": args.models, "vae_step": vae_models.meta.get("vae_step"),
                                        "data": files}, chief)
     checkpoint = tf.train.Checkpoint(step=step, model=net, optimizer=optimizer)
+    counts = records.readable_counts(files)
     batches = records.dataset(files, (width, height), args.batch_size, shuffle=True, repeat=True,
-                              seed=args.seed, drop_remainder=True)
-    samples = training.sample_tiles(files, (width, height))
+                              seed=args.seed, drop_remainder=True, counts=counts)
+    samples = training.sample_tiles(files, (width, height), counts)
 
     def render():
         blurry = trainer.vae_output(samples)
@@ -60,10 +61,12 @@ def main(argv):
              f"{args.identity_steps} identity steps first")
     status = training.train(strategy=strategy, logdir=args.logdir, total_steps=args.steps, batches=batches,
                             step_fn=step_fn, checkpoint=checkpoint, step=step, optimizer=optimizer,
+                            learning_rate=args.learning_rate,
                             preview=training.Previews(args.logdir, render), log_every=args.log_every,
                             preview_every=args.preview_every, save_every=args.save_every,
-                            global_batch=args.batch_size)
-    print(f"{args.logdir}: step {int(step)} of {args.steps}")
+                            global_batch=args.batch_size,
+                            weights=net.weights)
+    print(f"{args.logdir}: step {int(step.numpy())} of {args.steps}")
     return status
 
 

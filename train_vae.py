@@ -35,18 +35,21 @@ def main(argv):
         optimizer.build(vae.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     checkpoint = tf.train.Checkpoint(step=step, model=vae, optimizer=optimizer)
+    counts = records.readable_counts(files)
     batches = records.dataset(files, (width, height), args.batch_size, shuffle=True, repeat=True,
-                              seed=args.seed, drop_remainder=True)
-    samples = training.sample_tiles(files, (width, height))
+                              seed=args.seed, drop_remainder=True, counts=counts)
+    samples = training.sample_tiles(files, (width, height), counts)
     preview = training.Previews(args.logdir, lambda: training.image_grid([samples, vae.reconstruct(samples)]))
     step_fn = tf.function(vae.train_step, jit_compile=True) if args.xla else vae.train_step
     cli.info(f"training a {args.codes}-code VAE on {width}x{height} tiles from {len(files)} file(s), "
              f"{strategy.num_replicas_in_sync} replica(s)")
     status = training.train(strategy=strategy, logdir=args.logdir, total_steps=args.steps, batches=batches,
                             step_fn=step_fn, checkpoint=checkpoint, step=step, optimizer=optimizer,
+                            learning_rate=args.learning_rate,
                             preview=preview, log_every=args.log_every, preview_every=args.preview_every,
-                            save_every=args.save_every, global_batch=args.batch_size)
-    print(f"{args.logdir}: step {int(step)} of {args.steps}")
+                            save_every=args.save_every, global_batch=args.batch_size,
+                            weights=vae.weights)
+    print(f"{args.logdir}: step {int(step.numpy())} of {args.steps}")
     return status
 
 

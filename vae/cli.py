@@ -29,6 +29,25 @@ def parser(description):
     return p
 
 
+@contextlib.contextmanager
+def parked_stderr():
+    """Hold back what C++ code prints to file descriptor 2; show it only if the block fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as parked:
+        os.dup2(parked.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            parked.seek(0)
+            sys.stderr.write(parked.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def quiet_tensorflow():
     """Import TensorFlow without its start-up chatter, which would bury our own messages.
 
@@ -40,43 +59,37 @@ def quiet_tensorflow():
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     if "tensorflow" in sys.modules:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as parked:
-        os.dup2(parked.fileno(), 2)
-        try:
-            import tensorflow as tf
-            if "TF_CONFIG" not in os.environ:  # multi-worker set-up must come first there
-                tf.config.list_physical_devices()
-        except BaseException:
-            os.dup2(saved, 2)
-            parked.seek(0)
-            sys.stderr.write(parked.read().decode("utf-8", "replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    with parked_stderr():
+        import tensorflow as tf
+        if "TF_CONFIG" not in os.environ:  # multi-worker set-up must come first there
+            tf.config.list_physical_devices()
+
+
+def error_message(e):
+    """One line for an exception: ours as they are, system and TensorFlow I/O errors with
+    the file they name, anything unexpected with its type."""
+    if isinstance(e, UserError):
+        return str(e)
+    if isinstance(e, OSError):  # a full disk, a vanished folder, no permission
+        return f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e)
+    if type(e).__module__.startswith("tensorflow") and hasattr(e, "message"):
+        return e.message.splitlines()[0]
+    return f"{type(e).__name__}: {e} (run with --debug for details)"
 
 
 def run(main):
     """Run a script's main(argv) with the contract's error rules and exit with its status."""
-    debug = "--debug" in sys.argv
     try:
         status = main(sys.argv[1:])
-    except UserError as e:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        status = 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         status = 130
     except BrokenPipeError:
         status = 1
-    except Exception as e:  # an unexpected failure still gets one line, not a traceback
-        if debug:
+    except Exception as e:
+        if "--debug" in sys.argv:
             traceback.print_exc()
-        print(f"error: {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        print(f"error: {error_message(e)}", file=sys.stderr)
         status = 1
     sys.exit(status or 0)
 

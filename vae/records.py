@@ -108,14 +108,36 @@ def parse_batch(serialized, size):
             "kind": parsed["kind"], "index": parsed["index"]}
 
 
+def readable_counts(files):
+    """Records readable in each file. A damaged tail costs a warning and keeps what precedes it;
+    a file with nothing readable is an error naming it."""
+    from vae.cli import warn
+    counts = []
+    for path in files:
+        count = 0
+        try:
+            for _ in tf.data.TFRecordDataset(path, compression_type=COMPRESSION):
+                count += 1
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as e:
+            if count == 0:
+                raise UserError(f"{path}: not a readable gzip tile record file ({e.message.splitlines()[0]})")
+            warn(f"{path}: truncated or corrupt after {count} records; training on those")
+        if count == 0:
+            raise UserError(f"{path}: holds no tiles")
+        counts.append(count)
+    return counts
+
+
 def dataset(files, size, batch_size, shuffle=False, repeat=False, seed=None, drop_remainder=False,
-            images_only=True):
+            images_only=True, counts=None):
     """A tf.data pipeline of batches of tiles: parallel read and parse, prefetched.
 
-    With images_only it yields just the float image batch (for training).
+    With images_only it yields just the float image batch (for training). With counts, only
+    that many records are read from each file (the readable part of a damaged file).
     """
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=COMPRESSION),
+    counts = counts or [-1] * len(files)
+    ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(counts, tf.int64)))
+    ds = ds.interleave(lambda f, n: tf.data.TFRecordDataset(f, compression_type=COMPRESSION).take(n),
                        cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=not shuffle)
     if repeat:
@@ -126,7 +148,10 @@ def dataset(files, size, batch_size, shuffle=False, repeat=False, seed=None, dro
     ds = ds.map(lambda s: parse_batch(s, size), num_parallel_calls=tf.data.AUTOTUNE)
     if images_only:
         ds = ds.map(lambda b: b["image"])
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Workers split batches, not files: one record file must still feed every worker.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def iterate(files, size, batch_size=256):

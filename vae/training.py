@@ -7,14 +7,16 @@ and exits; a non-finite loss stops the run without saving, so the last good chec
 import glob
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from vae import video
-from vae.cli import UserError, info, progress
+from vae.cli import UserError, info, parked_stderr, progress
 from vae.images import save_png
 
 
@@ -24,7 +26,8 @@ def make_strategy(debug_devices=None):
     Must run before any other TensorFlow op: the multi-worker runtime has to start first.
     """
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        with parked_stderr():  # device discovery's notes, as in cli.quiet_tensorflow
+            return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
@@ -92,11 +95,11 @@ def save_config(logdir, config, chief):
     return config
 
 
-def sample_tiles(files, size, count=8):
+def sample_tiles(files, size, counts=None, count=8):
     """Fixed tiles for previews: the first ones of the data, taken round-robin across sources."""
     from vae import records
     by_source = {}
-    for batch in records.dataset(files, size, 256, images_only=False).take(4):
+    for batch in records.dataset(files, size, 256, images_only=False, counts=counts).take(4):
         for image, source in zip(batch["image"].numpy(), batch["source"].numpy()):
             by_source.setdefault(source, []).append(image)
     picked = []
@@ -173,27 +176,53 @@ class StopRequest:
             signal.signal(s, handler)
 
 
-def worker_checkpoint_dir(logdir, strategy, chief):
-    """Non-chief workers must save too (saving is collective) but somewhere users never look."""
+def diverged(logdir, what):
+    kept = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints")) or "none yet"
+    raise UserError(f"{what}: training diverged and stopped without saving (try a lower --learning-rate); "
+                    f"the last good checkpoint is kept: {kept}")
+
+
+def checkpoint_manager(logdir, checkpoint, step, strategy, chief):
+    """The chief saves to LOGDIR/checkpoints. Other workers must save too (saving is
+    collective), so they save to a private folder that is removed when they finish."""
     if chief:
-        return os.path.join(logdir, "checkpoints")
-    task = strategy.cluster_resolver.task_id
-    return os.path.join(logdir, ".workers", f"worker{task}")
+        folder = os.path.join(logdir, "checkpoints")
+    else:
+        folder = tempfile.mkdtemp(prefix=f".worker{strategy.cluster_resolver.task_id}.", dir=logdir)
+    return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=3, step_counter=step)
 
 
-def train(*, strategy, logdir, total_steps, batches, step_fn, checkpoint, step, optimizer, preview,
-          log_every, preview_every, save_every, global_batch):
+@tf.function
+def _all_finite(variables):
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+
+
+def train(*, strategy, logdir, total_steps, batches, step_fn, checkpoint, step, optimizer, learning_rate, preview,
+          log_every, preview_every, save_every, global_batch, weights):
     """Run step_fn over batches until `step` reaches total_steps. Returns the exit status.
 
     step_fn(batch) -> dict of per-replica losses; their replica sum is the global mean.
+    `weights` are checked to be finite before every save.
     """
     chief = is_chief(strategy)
-    manager = tf.train.CheckpointManager(checkpoint, worker_checkpoint_dir(logdir, strategy, chief),
-                                         max_to_keep=3, step_counter=step)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        info(f"resumed from {manager.latest_checkpoint} at step {int(step)}")
-    start = int(step)
+    manager = checkpoint_manager(logdir, checkpoint, step, strategy, chief)
+    try:
+        return _train(strategy, chief, manager, logdir, total_steps, batches, step_fn, checkpoint, step, optimizer,
+                      learning_rate, preview, log_every, preview_every, save_every, global_batch, weights)
+    finally:
+        if not chief:
+            shutil.rmtree(manager.directory, ignore_errors=True)
+
+
+def _train(strategy, chief, manager, logdir, total_steps, batches, step_fn, checkpoint, step, optimizer,
+           learning_rate, preview, log_every, preview_every, save_every, global_batch, weights):
+    latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        info(f"resumed from {latest} at step {int(step.numpy())}")
+    # The checkpoint restores the old rate; the one asked for now wins (e.g. lower after divergence).
+    optimizer.learning_rate.assign(learning_rate)
+    start = int(step.numpy())
     if start >= total_steps:
         info(f"{logdir} is already at step {start} (asked for {total_steps}): nothing to do")
         return 0
@@ -213,30 +242,31 @@ def train(*, strategy, logdir, total_steps, batches, step_fn, checkpoint, step, 
             losses = {k: float(v) for k, v in distributed_step(next(iterator)).items()}
             bad = [k for k, v in losses.items() if not np.isfinite(v)]
             if bad:
-                kept = manager.latest_checkpoint or "none yet"
-                raise UserError(f"{bad[0]} became {losses[bad[0]]} at step {current}: training diverged "
-                                f"(try a lower --learning-rate); the last good checkpoint is kept: {kept}")
+                diverged(logdir, f"{bad[0]} became {losses[bad[0]]} at step {current}")
             step.assign(current)
             for k, v in losses.items():
                 window[k] = window.get(k, 0.0) + v
             window_steps += 1
             bar.update(1)
             bar.set_postfix(loss=f"{losses['loss']:.4g}", refresh=False)
-            last = current == total_steps or stop.signum is not None
+            stopping = stop.signum is not None  # read once: a signal may land mid-iteration
+            last = current == total_steps or stopping
             if current % log_every == 0 or last:
                 elapsed = time.perf_counter() - window_start
                 with writer.as_default(step=current):
                     for k, v in window.items():
                         tf.summary.scalar(k, v / window_steps, step=current)
-                    tf.summary.scalar("learning_rate", float(optimizer.learning_rate), step=current)
+                    tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()), step=current)
                     tf.summary.scalar("tiles_per_second", window_steps * global_batch / max(elapsed, 1e-9),
                                       step=current)
                 window, window_steps, window_start = {}, 0, time.perf_counter()
             if chief and (current % preview_every == 0 or last):
                 preview(current, writer)
             if current % save_every == 0 or last:
+                if not bool(_all_finite(weights)):
+                    diverged(logdir, f"the weights became non-finite at step {current}")
                 manager.save(checkpoint_number=current)
-            if stop.signum is not None:
+            if stopping:
                 info(f"stopped at step {current}; checkpoint saved in {manager.directory}; "
                      "run the same command again to resume")
                 status = 128 + stop.signum
