@@ -208,3 +208,29 @@ def test_preview_truncated_records(tmp_path, tiles):
     result = run_script("preview_tiles.py", "--data", tmp_path / "none*.tfrecord.gz", "--out", tmp_path / "s.png",
                         check=False)
     assert_one_line_error(result, "none*")
+
+
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data is not here (outside the workplace)")
+def test_real_footage_and_paintings(tmp_path):
+    clip = os.path.join(SHARED, "videos", "bigbuckbunny.mp4")
+    paintings = os.path.join(SHARED, "paintings")
+    out = tmp_path / "real.tfrecord.gz"
+    run_script("extract_tiles.py", "--out", out, "--video", clip, "--images", paintings, "--size", "96x54",
+               "--frame-step", 10, "--crops-per-image", 2)
+    manifest = json.loads((tmp_path / "real.json").read_text())
+    counts = {s["name"]: s["count"] for s in manifest["sources"]}
+    meta = video.probe(clip)
+    assert (meta.width, meta.height, meta.has_audio) == (1280, 720, True)
+    assert counts["bigbuckbunny"] == len(range(0, 132, 10))  # 132 frames, every 10th
+    assert counts["paintings"] == 2 * len(images.find_images(paintings))
+    assert manifest["sources"][0]["crop"] == "0,0,0,0"  # full-frame footage: nothing cut
+    size, back = read_all(out)
+    assert size == (96, 54) and len(back) == sum(counts.values())
+    # The first frame's tile against an independent decode of that frame.
+    first = next(t for t in back if t["source"] == "bigbuckbunny" and t["index"] == 0)
+    frame = next(video.read_frames(meta, (1280, 720)))[1]
+    expected = cv2.resize(frame, (96, 54), interpolation=cv2.INTER_AREA)
+    assert np.abs(first["tile"].astype(int) - expected).mean() < 6
