@@ -47,3 +47,6 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(DEMO)
+
+bench: $(STAMP)
+	$(PY) bench/benchmark.py

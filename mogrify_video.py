@@ -16,6 +16,9 @@ def main(argv):
     p.add_argument("--crop", default="auto", help="auto (remove black borders), none, or TOP,LEFT,BOTTOM,RIGHT")
     p.add_argument("--inset", action="store_true", help="show the original frame small in a corner")
     p.add_argument("--no-audio", action="store_true", help="leave the input's audio out")
+    p.add_argument("--preset", default="veryfast",
+                   help="x264 preset: slower ones make smaller files but take CPU from the models")
+    p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (0-51)")
     args = p.parse_args(argv)
     if not 0 <= args.smooth < 1:
         raise cli.UserError("--smooth must be at least 0 and below 1")
@@ -29,7 +32,8 @@ def main(argv):
     models = export.Models(args.models)
     sources = latent.load_embeddings(args.models, models.codes)
     result = mogrify.mogrify(args.input, args.output, models, sources, args.style, args.alpha, args.beta,
-                             args.smooth, args.batch_size, crop, args.inset, not args.no_audio)
+                             args.smooth, args.batch_size, crop, args.inset, not args.no_audio,
+                             args.preset, args.crf)
     width, height = result["size"]
     print(f"wrote {args.output}: {width - width % 2}x{height - height % 2}, styled toward {result['style']!r}")
     if "ssim" in result:

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import TILE, assert_one_line_error, run_script
-from vae import images, records, synthetic, video
+from vae import images, manifest, records, synthetic, video
 
 
 def read_all(path):
@@ -180,8 +180,8 @@ def test_preview_contact_sheet(tmp_path, tiles):
     out = tmp_path / "sheet.png"
     result = run_script("preview_tiles.py", "--data", str(tiles.parent / "*.tfrecord.gz"), "--out", out,
                         "--per-row", 4)
-    manifest = json.loads(open(records.manifest_path(str(tiles))).read())
-    for source in manifest["sources"]:
+    listing = json.loads(open(manifest.manifest_path(str(tiles))).read())
+    for source in listing["sources"]:
         assert f"{source['name']}: {source['count']}" in result.stdout
     assert "64x36" in result.stdout
     sheet = cv2.imread(str(out))
@@ -191,7 +191,7 @@ def test_preview_contact_sheet(tmp_path, tiles):
     # the painting row is warm (red above blue), the video row cool
     rows = {}
     y = 0
-    for source in sorted(s["name"] for s in manifest["sources"]):
+    for source in sorted(s["name"] for s in listing["sources"]):
         rows[source] = cv2.cvtColor(sheet[y + 22:y + 22 + 72], cv2.COLOR_BGR2RGB).reshape(-1, 3).mean(0)
         y += 100
     assert rows["paintings"][0] > rows["paintings"][2]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TILE, assert_one_line_error, run_script
-from vae import records, synthetic, video
+from vae import manifest, records, synthetic, video
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +32,8 @@ def decode(path):
 def test_embeddings_are_source_means(evaluated):
     import tensorflow as tf
     embeddings = json.loads((evaluated["models"] / "embeddings.json").read_text())["sources"]
-    manifest = json.loads(open(records.manifest_path(evaluated["data"].replace("*", "tiles"))).read())
-    assert {s["name"]: s["count"] for s in manifest["sources"]} == {n: e["count"] for n, e in embeddings.items()}
+    listing = json.loads(open(manifest.manifest_path(evaluated["data"].replace("*", "tiles"))).read())
+    assert {s["name"]: s["count"] for s in listing["sources"]} == {n: e["count"] for n, e in embeddings.items()}
     assert embeddings["paintings"]["kind"] == "images" and embeddings["clip"]["kind"] == "video"
     # Recompute one source's mean straight from the records and the exported encoder.
     encoder = tf.saved_model.load(str(evaluated["models"] / "encoder"))

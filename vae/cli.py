@@ -29,9 +29,18 @@ def parser(description):
     return p
 
 
+def detach_python_stderr():
+    """Give Python's sys.stderr a descriptor of its own, so that parking descriptor 2 (below)
+    silences C++ libraries only, never our own messages and progress bars."""
+    if sys.stderr is sys.__stderr__ and sys.stderr.fileno() == 2:
+        sys.stderr.flush()
+        sys.stderr = open(os.dup(2), "w", buffering=1, errors="backslashreplace")
+
+
 @contextlib.contextmanager
 def parked_stderr():
     """Hold back what C++ code prints to file descriptor 2; show it only if the block fails."""
+    detach_python_stderr()
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as parked:
@@ -79,6 +88,7 @@ def error_message(e):
 
 def run(main):
     """Run a script's main(argv) with the contract's error rules and exit with its status."""
+    detach_python_stderr()
     try:
         status = main(sys.argv[1:])
     except KeyboardInterrupt:

@@ -7,39 +7,57 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import tensorflow as tf
-
-from vae import images, records, video
-from vae.cli import UserError, atomic_path, info, progress, warn
+from vae import images, manifest, video
+from vae.cli import UserError, atomic_path, info, progress, quiet_tensorflow, warn
+from vae.pipeline import Consumer
 
 SHUFFLE_BUCKETS = 16
+MEMORY_BUDGET = 1 << 30  # bytes of serialized tiles held before spilling to buckets
 
 
 class ShuffledWriter:
     """Writes examples in a uniformly random order with bounded memory.
 
-    Each example goes to one of several temporary bucket files at random; at the end each
-    bucket is read alone, shuffled and appended to the output. Memory holds one bucket.
+    Examples are held in memory and shuffled at the end. Past MEMORY_BUDGET they spill, each to
+    one of several temporary bucket files at random; at the end each bucket is read alone,
+    shuffled and appended to the output, so memory holds one bucket.
     """
 
     def __init__(self, out_path, seed):
-        self.out_path = out_path
-        self.folder = tempfile.mkdtemp(prefix=".buckets.", dir=os.path.dirname(out_path))
+        import tensorflow as tf
+        self.tf, self.out_path = tf, out_path
         self.rng = random.Random(seed)
-        self.buckets = [tf.io.TFRecordWriter(os.path.join(self.folder, f"{i}.tfrecord"))
-                        for i in range(SHUFFLE_BUCKETS)]
-        self.count = 0
+        self.held, self.held_bytes, self.folder, self.buckets = [], 0, None, []
 
     def add(self, serialized):
-        self.rng.choice(self.buckets).write(serialized)
-        self.count += 1
+        self.held.append(serialized)
+        self.held_bytes += len(serialized)
+        if self.held_bytes > MEMORY_BUDGET:
+            self._spill()
+
+    def _spill(self):
+        if self.folder is None:
+            self.folder = tempfile.mkdtemp(prefix=".buckets.", dir=os.path.dirname(self.out_path))
+            self.buckets = [self.tf.io.TFRecordWriter(self._bucket(i)) for i in range(SHUFFLE_BUCKETS)]
+        for example in self.held:
+            self.rng.choice(self.buckets).write(example)
+        self.held, self.held_bytes = [], 0
+
+    def _bucket(self, i):
+        return os.path.join(self.folder, f"{i}.tfrecord")
 
     def finish(self):
-        for bucket in self.buckets:
-            bucket.close()
+        from vae import records
         with records.writer(self.out_path) as out:
-            for i in range(SHUFFLE_BUCKETS):
-                examples = [e.numpy() for e in tf.data.TFRecordDataset(os.path.join(self.folder, f"{i}.tfrecord"))]
+            if self.folder is None:
+                groups = [self.held]
+            else:
+                self._spill()
+                for bucket in self.buckets:
+                    bucket.close()
+                groups = ([e.numpy() for e in self.tf.data.TFRecordDataset(self._bucket(i))]
+                          for i in range(SHUFFLE_BUCKETS))
+            for examples in groups:
                 self.rng.shuffle(examples)
                 for example in examples:
                     out.write(example)
@@ -47,7 +65,44 @@ class ShuffledWriter:
     def cleanup(self):
         for bucket in self.buckets:
             bucket.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class RecordSink:
+    """Takes tiles from the decoders and serialises them in a thread of its own.
+
+    That thread imports TensorFlow first, so the import (seconds) overlaps the decoding of the
+    first video instead of delaying it.
+    """
+
+    def __init__(self, out_path, seed):
+        self.out_path, self.seed = out_path, seed
+        self.shuffler, self.count = None, 0
+        self.consumer = Consumer(self._store, depth=1024)
+
+    def _store(self, item):
+        if self.shuffler is None:
+            quiet_tensorflow()
+            self.shuffler = ShuffledWriter(self.out_path, self.seed)
+        from vae import records
+        self.shuffler.add(records.encode_tile(*item))
+
+    def __call__(self, tile, source, kind, index):
+        self.consumer.put((tile, source, kind, index))
+        self.count += 1
+
+    def finish(self):
+        self.consumer.finish()
+        if self.shuffler is None:
+            raise UserError("no tiles to write")
+        self.shuffler.finish()
+
+    def cleanup(self):
+        self.consumer.abandon()
+        self.consumer.thread.join(timeout=30)
+        if self.shuffler is not None:
+            self.shuffler.cleanup()
 
 
 def check_sources(videos, image_dirs):
@@ -82,7 +137,7 @@ def video_tiles(path, size, frame_step, crop, sink):
     count = 0
     with progress(total=meta.frames_estimate // frame_step + 1, desc=f"{name} frames", unit="tile") as bar:
         for number, frame in video.read_frames(meta, size, crop, frame_step, keep_aspect=True):
-            sink(records.encode_tile(frame, name, "video", number))
+            sink(frame, name, "video", number)
             count += 1
             bar.update(1)
     if count == 0:
@@ -117,7 +172,7 @@ def image_tiles(folder, size, crops_per_image, seed, sink):
                 warn(f"{paths[ordinal]}: not a readable image, skipped")
                 continue
             for tile in tiles:
-                sink(records.encode_tile(tile, name, "images", ordinal))
+                sink(tile, name, "images", ordinal)
                 count += 1
     if count == 0:
         raise UserError(f"{folder}: none of its {len(paths)} image files could be read")
@@ -132,16 +187,15 @@ def extract(out_path, videos, image_dirs, size, frame_step=10, crop="auto", crop
     width, height = size
     with contextlib.ExitStack() as outputs:
         # Entered manifest first so it is renamed last: a manifest means complete records.
-        tmp_manifest = outputs.enter_context(atomic_path(records.manifest_path(out_path)))
+        tmp_manifest = outputs.enter_context(atomic_path(manifest.manifest_path(out_path)))
         tmp_records = outputs.enter_context(atomic_path(out_path))
-        shuffler = ShuffledWriter(tmp_records, seed)
+        sink = RecordSink(tmp_records, seed)
         try:
-            sources = [video_tiles(p, size, frame_step, crop, shuffler.add) for p in videos]
-            sources += [image_tiles(d, size, crops_per_image, seed + i, shuffler.add)
-                        for i, d in enumerate(image_dirs)]
-            info(f"shuffling {shuffler.count} tiles into {out_path}")
-            shuffler.finish()
+            sources = [video_tiles(p, size, frame_step, crop, sink) for p in videos]
+            sources += [image_tiles(d, size, crops_per_image, seed + i, sink) for i, d in enumerate(image_dirs)]
+            info(f"shuffling {sink.count} tiles into {out_path}")
+            sink.finish()
         finally:
-            shuffler.cleanup()
-        records.write_manifest(tmp_manifest, width, height, sources)
+            sink.cleanup()
+        manifest.write_manifest(tmp_manifest, width, height, sources)
     return sources

@@ -10,9 +10,13 @@ from vae.cli import UserError, atomic_path, progress
 
 
 def mean_lab(images):
-    """Mean CIELAB colour of float RGB images in 0..1 ([N,H,W,3] -> [3])."""
-    images = np.asarray(images, np.float32).reshape(-1, 1, 3)
-    return cv2.cvtColor(images, cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(0)
+    """Mean CIELAB colour (L 0..100, a and b around 0) of RGB images, uint8 or float in 0..1."""
+    images = np.asarray(images)
+    flat = images.reshape(-1, images.shape[-2], 3) if images.ndim > 3 else images
+    if images.dtype == np.uint8:  # OpenCV's fast 8-bit path stores L*255/100 and a, b + 128
+        lab = cv2.cvtColor(flat, cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(0)
+        return np.array([lab[0] * 100 / 255, lab[1] - 128, lab[2] - 128])
+    return cv2.cvtColor(flat.astype(np.float32), cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(0)
 
 
 def shift_vector(source_mean, style_mean, alpha, beta):

@@ -61,28 +61,36 @@ def make_shifted_render(models, shift):
 
 @dataclasses.dataclass
 class Palette:
-    """Running measures: distance of input and output colours to the style, and SSIM."""
+    """Running measures on every `every`-th frame (uint8): colour distance of input and output
+    to the style (mean Lab), and SSIM of output to input. Sampling keeps the CPU for the models."""
     style_lab: np.ndarray
+    every: int = 4
     frames: int = 0
+    measured: int = 0
     input_distance: float = 0.0
     output_distance: float = 0.0
     ssim: float = 0.0
 
     def add(self, inputs, outputs):
+        first = (-self.frames) % self.every
+        self.frames += len(inputs)
+        inputs, outputs = inputs[first::self.every], outputs[first::self.every]
+        if not len(inputs):
+            return
         for i, o in zip(inputs, outputs):
             self.input_distance += float(np.linalg.norm(latent.mean_lab(i) - self.style_lab))
             self.output_distance += float(np.linalg.norm(latent.mean_lab(o) - self.style_lab))
         size = min(11, inputs.shape[1], inputs.shape[2])
-        self.ssim += float(tf.reduce_sum(tf.image.ssim(outputs, inputs, max_val=1.0, filter_size=size)))
-        self.frames += len(inputs)
+        self.ssim += float(tf.reduce_sum(tf.image.ssim(outputs, inputs, max_val=255, filter_size=size)))
+        self.measured += len(inputs)
 
     def summary(self):
-        n = max(1, self.frames)
+        n = max(1, self.measured)
         return self.input_distance / n, self.output_distance / n, self.ssim / n
 
 
 def mogrify(input_path, output_path, models, sources, style=None, alpha=0.25, beta=0.5, smooth=0.2,
-            batch_size=None, crop="auto", inset=False, audio=True):
+            batch_size=None, crop="auto", inset=False, audio=True, preset="veryfast", crf=18):
     """Render input_path to output_path; returns a dict of what was done and measured."""
     meta = video.probe(input_path)
     if os.path.exists(output_path) and os.path.samefile(input_path, output_path) or \
@@ -104,26 +112,29 @@ def mogrify(input_path, output_path, models, sources, style=None, alpha=0.25, be
     info(f"{meta.path}: {meta.width}x{meta.height} at {float(meta.fps):.3g} fps, crop {crop}, "
          f"shift from {source_label} toward {style!r} (alpha {alpha}, beta {beta})")
 
-    previous = None
+    previous, frames_done = None, 0
 
     def finish_batch(item):
-        nonlocal previous
+        nonlocal previous, frames_done
         inputs, outputs = item
         smoothed = np.empty_like(outputs)
         for i, frame in enumerate(outputs):
             previous = frame if previous is None else smooth * previous + (1 - smooth) * frame
             smoothed[i] = previous
-        if palette is not None:
-            palette.add(inputs.astype(np.float32) / 255.0, smoothed)
-        for frame in (np.clip(smoothed, 0, 1) * 255 + 0.5).astype(np.uint8):
+        frames = (np.clip(smoothed, 0, 1) * 255 + 0.5).astype(np.uint8)
+        for frame in frames:
             writer.write(frame)
+        if palette is not None:
+            palette.add(inputs, frames)
         bar.update(len(outputs))
+        frames_done += len(outputs)
 
     frames = video.read_frames(meta, (models.width, models.height), crop)
     with atomic_path(output_path, suffix=".mp4") as tmp:
         reader = Producer(batched(frames, batch_size))
         writer = video.VideoWriter(tmp, (models.width, models.height), meta.fps, out_size, source=input_path,
-                                   audio=audio and meta.has_audio, inset=crop if inset else None)
+                                   audio=audio and meta.has_audio, inset=crop if inset else None, preset=preset,
+                                   crf=crf)
         finisher = Consumer(finish_batch)
         bar = progress(total=meta.frames_estimate, desc="frames", unit="frame")
         try:
@@ -138,7 +149,7 @@ def mogrify(input_path, output_path, models, sources, style=None, alpha=0.25, be
         finally:
             reader.close()
             bar.close()
-    result = {"frames": palette.frames if palette else None, "style": style, "size": out_size}
+    result = {"frames": frames_done, "style": style, "size": out_size}
     if palette is not None:
         result["input_distance"], result["output_distance"], result["ssim"] = palette.summary()
     return result

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Measure the pipeline against this machine's own limits and print a table (and write JSON).
+
+    python bench/benchmark.py [--json bench/results.json] [--size 320x180] [--quick]
+
+Figures are ratios to what the same machine does in the same run (float32 matmul FLOP/s,
+batched model frames/s, ffmpeg's own decode time), so they mean something on a shared box.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from vae import cli  # noqa: E402
+
+cli.quiet_tensorflow()
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from vae import export, mogrify, model, refiner, synthetic, video  # noqa: E402
+
+
+def forward_flops(keras_model):
+    """Multiply-adds x2 of the convolutions, transposed convolutions and dense layers, per item."""
+    import keras
+    total = 0
+    for layer in keras_model.layers:
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            _, h, w, c_in = layer.input.shape
+            k = layer.kernel_size
+            total += 2 * h * w * k[0] * k[1] * c_in * layer.filters
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            k = layer.kernel_size
+            total += 2 * h * w * k[0] * k[1] * layer.input.shape[-1] * c_out
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return total
+
+
+def best_rate(fn, work, repeats=3):
+    """Items per second of fn() (which does `work` items), best of a few runs after a warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return work / min(times)
+
+
+def matmul_flops(n=2048):
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+
+    @tf.function
+    def run():
+        x = a
+        for _ in range(4):
+            x = tf.matmul(x, b) * 1e-3
+        return tf.reduce_sum(x)
+
+    return best_rate(lambda: run().numpy(), 4 * 2 * n ** 3, repeats=5)
+
+
+def training_rate(height, width, batch, steps, mixed=False):
+    import keras
+    if mixed:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    vae = model.build_vae(height, width)
+    vae.compile(optimizer=keras.optimizers.Adam(2e-4))
+    data = tf.random.uniform([batch, height, width, 3])
+    step = tf.function(vae.train_step)
+
+    def run():
+        for _ in range(steps):
+            losses = step(data)
+        float(losses["loss"])
+
+    rate = best_rate(run, steps * batch, repeats=2)
+    flops = 3 * (forward_flops(vae.encoder) + forward_flops(vae.decoder))
+    keras.mixed_precision.set_global_policy("float32")
+    return rate, flops
+
+
+def export_untrained(folder, height, width):
+    vae = model.build_vae(height, width)
+    net = refiner.build_refiner(height, width)
+    export.save("encoder", vae.encoder, (height, width, 3), folder)
+    export.save("decoder", vae.decoder, (512,), folder)
+    export.save("refiner", net, (height, width, 3), folder)
+    export.update_model_json(folder, width=width, height=height, codes=512, vae_step=0, refiner_step=0)
+    flops = forward_flops(vae.encoder) + forward_flops(vae.decoder) + forward_flops(net)
+    return flops
+
+
+def inference_rate(models, batch, calls):
+    frames = tf.cast(tf.random.uniform([batch, models.height, models.width, 3], maxval=255), tf.uint8)
+    render = mogrify.make_shifted_render(models, np.zeros(models.codes, np.float32))
+    return best_rate(lambda: [render(frames).numpy() for _ in range(calls)], batch * calls)
+
+
+def fake_sources(codes, stem):
+    rng = np.random.default_rng(0)
+    return {stem: {"kind": "video", "count": 1, "mean": rng.normal(0, 0.1, codes).tolist(), "lab_mean": [50, 0, 0]},
+            "paintings": {"kind": "images", "count": 1, "mean": rng.normal(0, 0.1, codes).tolist(),
+                          "lab_mean": [50, 30, 30]}}
+
+
+def mogrify_rate(models, clip, out, batch):
+    stem = os.path.splitext(os.path.basename(clip))[0]
+    meta = video.probe(clip)
+    start = time.perf_counter()
+    result = mogrify.mogrify(clip, out, models, fake_sources(models.codes, stem), batch_size=batch, crop="none")
+    # start-up (loading models, first tf.function trace) is outside this timing
+    return result["frames"] / (time.perf_counter() - start), meta
+
+
+def serial_rate(models, clip, out, frames):
+    """The original's loop: one frame at a time through every stage."""
+    import cv2
+    meta = video.probe(clip)
+    encode = models._fn["encoder"]
+    decode, refine = models._fn["decoder"], models._fn["refiner"]
+    start = time.perf_counter()
+    count = 0
+    with video.VideoWriter(out, (meta.width, meta.height), meta.fps) as writer:
+        for _, frame in video.read_frames(meta, (meta.width, meta.height), limit=frames):
+            tile = cv2.resize(frame, (models.width, models.height), interpolation=cv2.INTER_AREA)
+            mean = encode(images=tf.constant(tile[None].astype(np.float32) / 255))["mean"]
+            image = refine(images=decode(z=mean)["images"])["images"].numpy()[0]
+            big = cv2.resize(image, (meta.width, meta.height), interpolation=cv2.INTER_CUBIC)
+            writer.write((np.clip(big, 0, 1) * 255 + 0.5).astype(np.uint8))
+            count += 1
+    return count / (time.perf_counter() - start)
+
+
+def run_timed(cmd):
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def peak_rss_mb(cmd):
+    """Peak resident memory of a command (and its ffmpeg children), in MB."""
+    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip()) / 1024
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"))
+    p.add_argument("--size", default="320x180", help="tile size")
+    p.add_argument("--quick", action="store_true", help="shorter clips and fewer steps (a smoke run)")
+    args = p.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    frames = 200 if args.quick else 1000
+    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                          f"TensorFlow {tf.__version__}", "tile": f"{width}x{height}"}
+    work = tempfile.mkdtemp(prefix="vae-bench.")
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+
+    say("matmul ...")
+    results["matmul_gflops"] = matmul_flops() / 1e9
+    say("training ...")
+    rate, flops = training_rate(height, width, batch=16, steps=3 if args.quick else 6)
+    results["train_tiles_per_s"] = rate
+    results["train_share_of_matmul"] = rate * flops / (results["matmul_gflops"] * 1e9)
+    try:
+        rate_bf16, _ = training_rate(height, width, batch=16, steps=3 if args.quick else 6, mixed=True)
+        results["train_bf16_tiles_per_s"] = rate_bf16
+    except Exception as e:  # not every CPU and build can
+        results["train_bf16_tiles_per_s"] = f"failed: {e}"
+
+    say("inference ...")
+    models_dir = os.path.join(work, "models")
+    infer_flops = export_untrained(models_dir, height, width)
+    models = export.Models(models_dir, need_refiner=True)
+    results["infer_frames_per_s"] = inference_rate(models, batch=16, calls=4 if args.quick else 8)
+    results["infer_share_of_matmul"] = results["infer_frames_per_s"] * infer_flops / (results["matmul_gflops"] * 1e9)
+
+    say("making clips ...")
+    clip = synthetic.write_video(os.path.join(work, "clip.mp4"), width=1280, height=720, frames=frames)
+    long_clip = synthetic.write_video(os.path.join(work, "long.mp4"), width=1280, height=720, frames=4 * frames)
+    # Extraction is measured on real footage when it is here: synthetic frames decode unrealistically fast.
+    real = os.path.join(ROOT, "..", "shared", "data", "videos", "bigbuckbunny.mp4")
+    footage = os.path.join(work, "footage.mp4")
+    if os.path.isfile(real):
+        subprocess.run([video.ffmpeg_exe(), "-v", "error", "-stream_loop", "19", "-i", real, "-c", "copy", footage],
+                       check=True)
+        results["extract_clip"] = "Big Buck Bunny 720p, looped 20 times (2660 frames)"
+    else:
+        footage = long_clip
+        results["extract_clip"] = f"synthetic 720p, {4 * frames} frames"
+
+    say("mogrify ...")
+    results["mogrify_frames_per_s"], _ = mogrify_rate(models, clip, os.path.join(work, "out.mp4"), 16)
+    results["mogrify_share_of_batched"] = results["mogrify_frames_per_s"] / results["infer_frames_per_s"]
+    say("serial loop ...")
+    results["serial_frames_per_s"] = serial_rate(models, clip, os.path.join(work, "serial.mp4"),
+                                                 100 if args.quick else 200)
+
+    say("extraction ...")
+    ffmpeg_time = min(run_timed([video.ffmpeg_exe(), "-v", "error", "-i", footage, "-an", "-f", "null", "-"])
+                      for _ in range(2))
+    extract_time = min(run_timed([sys.executable, os.path.join(ROOT, "extract_tiles.py"), "--out",
+                                  os.path.join(work, "tiles.tfrecord.gz"), "--video", footage, "--size", args.size])
+                       for _ in range(2))
+    results["ffmpeg_decode_s"] = ffmpeg_time
+    results["extract_s"] = extract_time
+    results["extract_share_of_ffmpeg"] = ffmpeg_time / extract_time
+
+    say("memory ...")
+    script = os.path.join(ROOT, "mogrify_video.py")
+    with open(os.path.join(models_dir, "embeddings.json"), "w") as f:
+        json.dump({"sources": fake_sources(models.codes, "clip")}, f)
+    short_mb = peak_rss_mb([sys.executable, script, clip, os.path.join(work, "m1.mp4"), "--models", models_dir])
+    long_mb = peak_rss_mb([sys.executable, script, long_clip, os.path.join(work, "m2.mp4"), "--models", models_dir])
+    results["mogrify_peak_mb"] = short_mb
+    results["mogrify_4x_peak_mb"] = long_mb
+    results["memory_ratio_4x"] = long_mb / short_mb
+
+    targets = [("training, share of matmul FLOP/s", results["train_share_of_matmul"], 0.60),
+               ("batched inference, share of matmul FLOP/s", results["infer_share_of_matmul"], 0.65),
+               ("mogrify end to end, share of batched", results["mogrify_share_of_batched"], 0.85),
+               ("extraction, share of ffmpeg decode speed", results["extract_share_of_ffmpeg"], 0.50)]
+    print(f"\nmachine: {results['machine']}; tiles {results['tile']}; matmul {results['matmul_gflops']:.1f} GFLOP/s")
+    print(f"training {results['train_tiles_per_s']:.1f} tiles/s (bfloat16: {results['train_bf16_tiles_per_s']}), "
+          f"inference {results['infer_frames_per_s']:.1f} frames/s, mogrify {results['mogrify_frames_per_s']:.1f} "
+          f"frames/s, serial loop {results['serial_frames_per_s']:.1f} frames/s")
+    print(f"extraction of {results['extract_clip']}: {results['extract_s']:.1f} s, "
+          f"ffmpeg's decode {results['ffmpeg_decode_s']:.1f} s; "
+          f"mogrify peak memory {short_mb:.0f} MB, on the 4x clip {long_mb:.0f} MB")
+    print(f"\n{'measure':45} {'value':>8} {'target':>8}")
+    for name, value, target in targets:
+        print(f"{name:45} {value:8.2f} {target:8.2f} {'ok' if value >= target else 'below'}")
+    ratio = results["memory_ratio_4x"]
+    print(f"{'memory on the 4x clip, ratio to the short one':45} {ratio:8.2f} {1.2:8.2f} {'ok' if ratio <= 1.2 else 'above'}")
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
