@@ -32,7 +32,7 @@ def main(argv):
     if args.frame_step < 1 or args.crops_per_image < 1:
         raise cli.UserError("--frame-step and --crops-per-image must be at least 1")
     size = parse_size(args.size)
-    cli.raise_on_sigterm()  # TensorFlow is imported by the record writer's thread, in parallel
+    cli.raise_on_sigterm()
     from vae import extract, video
     crop = video.parse_crop(args.crop)
     sources = extract.extract(args.out, args.video, args.images, size, args.frame_step, crop,

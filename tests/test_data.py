@@ -27,7 +27,7 @@ def test_schema_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     tiles = [rng.integers(0, 256, (36, 64, 3), dtype=np.uint8) for _ in range(5)]
     path = tmp_path / "t.tfrecord.gz"
-    with records.writer(str(path)) as w:
+    with records.RecordWriter(str(path)) as w:
         for i, t in enumerate(tiles):
             w.write(records.encode_tile(t, f"src{i % 2}", "video" if i % 2 else "images", i * 10))
     size, back = read_all(path)
@@ -36,6 +36,23 @@ def test_schema_round_trip(tmp_path):
         np.testing.assert_array_equal(got["tile"], tile)
         assert (got["source"], got["kind"], got["index"]) == (f"src{i % 2}", "video" if i % 2 else "images", i * 10)
     assert records.decode_tile(records.encode_tile(tiles[0], "a", "images", 3))["tile"].tobytes() == tiles[0].tobytes()
+
+
+def test_records_compressed_in_parallel_chunks(tmp_path, monkeypatch):
+    """Chunks deflated apart on several cores still make one gzip stream that TensorFlow and gzip read."""
+    import gzip
+    monkeypatch.setattr(records.RecordWriter, "CHUNK", 30_000)
+    rng = np.random.default_rng(1)
+    examples = [records.encode_tile(rng.integers(0, 256, (36, 64, 3), dtype=np.uint8), "s", "video", i)
+                for i in range(60)]
+    path = tmp_path / "chunks.tfrecord.gz"
+    with records.RecordWriter(str(path)) as w:
+        for e in examples:
+            w.write(e)
+    assert len(gzip.decompress(path.read_bytes())) == sum(len(e) + 16 for e in examples)
+    _, back = read_all(path)
+    assert [t["index"] for t in back] == list(range(60))
+    assert [records.encode_tile(t["tile"], "s", "video", t["index"]) for t in back] == examples
 
 
 @pytest.mark.parametrize("kind", ["letterbox", "pillarbox", "dark", "plain"])
@@ -234,3 +251,24 @@ def test_real_footage_and_paintings(tmp_path):
     frame = next(video.read_frames(meta, (1280, 720)))[1]
     expected = cv2.resize(frame, (96, 54), interpolation=cv2.INTER_AREA)
     assert np.abs(first["tile"].astype(int) - expected).mean() < 6
+
+
+def test_shuffle_spills_to_buckets_past_the_memory_budget(tmp_path, monkeypatch):
+    from vae import extract
+    monkeypatch.setattr(extract, "MEMORY_BUDGET", 20_000)  # a few tiles, then spill
+    out = tmp_path / "t.tfrecord.gz"
+    writer = extract.ShuffledWriter(str(out), seed=3)
+    tiles = [np.full((36, 64, 3), i, np.uint8) for i in range(40)]
+    try:
+        for i, tile in enumerate(tiles):
+            writer(tile, "s", "images", i)
+        assert writer.folder is not None and os.listdir(writer.folder)
+        writer.finish()
+    finally:
+        writer.cleanup()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+    _, back = read_all(out)
+    order = [t["index"] for t in back]
+    assert sorted(order) == list(range(40)) and order != list(range(40))
+    for t in back:
+        assert (t["tile"] == t["index"]).all()

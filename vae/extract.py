@@ -3,13 +3,13 @@ import contextlib
 import os
 import random
 import shutil
+import struct
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from vae import images, manifest, video
-from vae.cli import UserError, atomic_path, info, progress, quiet_tensorflow, warn
-from vae.pipeline import Consumer
+from vae import images, manifest, records, video
+from vae.cli import UserError, atomic_path, info, progress, warn
 
 SHUFFLE_BUCKETS = 16
 MEMORY_BUDGET = 1 << 30  # bytes of serialized tiles held before spilling to buckets
@@ -24,39 +24,42 @@ class ShuffledWriter:
     """
 
     def __init__(self, out_path, seed):
-        import tensorflow as tf
-        self.tf, self.out_path = tf, out_path
+        self.out_path = out_path
         self.rng = random.Random(seed)
         self.held, self.held_bytes, self.folder, self.buckets = [], 0, None, []
+        self.count = 0
 
-    def add(self, serialized):
+    def __call__(self, tile, source, kind, index):
+        serialized = records.encode_tile(tile, source, kind, index)
         self.held.append(serialized)
         self.held_bytes += len(serialized)
+        self.count += 1
         if self.held_bytes > MEMORY_BUDGET:
             self._spill()
 
     def _spill(self):
         if self.folder is None:
             self.folder = tempfile.mkdtemp(prefix=".buckets.", dir=os.path.dirname(self.out_path))
-            self.buckets = [self.tf.io.TFRecordWriter(self._bucket(i)) for i in range(SHUFFLE_BUCKETS)]
+            self.buckets = [open(os.path.join(self.folder, str(i)), "w+b") for i in range(SHUFFLE_BUCKETS)]
         for example in self.held:
-            self.rng.choice(self.buckets).write(example)
+            self.rng.choice(self.buckets).write(struct.pack("<Q", len(example)) + example)
         self.held, self.held_bytes = [], 0
 
-    def _bucket(self, i):
-        return os.path.join(self.folder, f"{i}.tfrecord")
+    @staticmethod
+    def _read_bucket(bucket):
+        bucket.seek(0)
+        data, examples, at = bucket.read(), [], 0
+        while at < len(data):
+            (length,) = struct.unpack_from("<Q", data, at)
+            examples.append(data[at + 8:at + 8 + length])
+            at += 8 + length
+        return examples
 
     def finish(self):
-        from vae import records
-        with records.writer(self.out_path) as out:
-            if self.folder is None:
-                groups = [self.held]
-            else:
-                self._spill()
-                for bucket in self.buckets:
-                    bucket.close()
-                groups = ([e.numpy() for e in self.tf.data.TFRecordDataset(self._bucket(i))]
-                          for i in range(SHUFFLE_BUCKETS))
+        if self.folder is not None:
+            self._spill()
+        groups = [self.held] if self.folder is None else (self._read_bucket(b) for b in self.buckets)
+        with records.RecordWriter(self.out_path) as out:
             for examples in groups:
                 self.rng.shuffle(examples)
                 for example in examples:
@@ -67,42 +70,6 @@ class ShuffledWriter:
             bucket.close()
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
-
-
-class RecordSink:
-    """Takes tiles from the decoders and serialises them in a thread of its own.
-
-    That thread imports TensorFlow first, so the import (seconds) overlaps the decoding of the
-    first video instead of delaying it.
-    """
-
-    def __init__(self, out_path, seed):
-        self.out_path, self.seed = out_path, seed
-        self.shuffler, self.count = None, 0
-        self.consumer = Consumer(self._store, depth=1024)
-
-    def _store(self, item):
-        if self.shuffler is None:
-            quiet_tensorflow()
-            self.shuffler = ShuffledWriter(self.out_path, self.seed)
-        from vae import records
-        self.shuffler.add(records.encode_tile(*item))
-
-    def __call__(self, tile, source, kind, index):
-        self.consumer.put((tile, source, kind, index))
-        self.count += 1
-
-    def finish(self):
-        self.consumer.finish()
-        if self.shuffler is None:
-            raise UserError("no tiles to write")
-        self.shuffler.finish()
-
-    def cleanup(self):
-        self.consumer.abandon()
-        self.consumer.thread.join(timeout=30)
-        if self.shuffler is not None:
-            self.shuffler.cleanup()
 
 
 def check_sources(videos, image_dirs):
@@ -189,13 +156,13 @@ def extract(out_path, videos, image_dirs, size, frame_step=10, crop="auto", crop
         # Entered manifest first so it is renamed last: a manifest means complete records.
         tmp_manifest = outputs.enter_context(atomic_path(manifest.manifest_path(out_path)))
         tmp_records = outputs.enter_context(atomic_path(out_path))
-        sink = RecordSink(tmp_records, seed)
+        shuffler = ShuffledWriter(tmp_records, seed)
         try:
-            sources = [video_tiles(p, size, frame_step, crop, sink) for p in videos]
-            sources += [image_tiles(d, size, crops_per_image, seed + i, sink) for i, d in enumerate(image_dirs)]
-            info(f"shuffling {sink.count} tiles into {out_path}")
-            sink.finish()
+            sources = [video_tiles(p, size, frame_step, crop, shuffler) for p in videos]
+            sources += [image_tiles(d, size, crops_per_image, seed + i, shuffler) for i, d in enumerate(image_dirs)]
+            info(f"shuffling {shuffler.count} tiles into {out_path}")
+            shuffler.finish()
         finally:
-            sink.cleanup()
+            shuffler.cleanup()
         manifest.write_manifest(tmp_manifest, width, height, sources)
     return sources

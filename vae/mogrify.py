@@ -93,8 +93,8 @@ def mogrify(input_path, output_path, models, sources, style=None, alpha=0.25, be
             batch_size=None, crop="auto", inset=False, audio=True, preset="veryfast", crf=18):
     """Render input_path to output_path; returns a dict of what was done and measured."""
     meta = video.probe(input_path)
-    if os.path.exists(output_path) and os.path.samefile(input_path, output_path) or \
-            os.path.abspath(input_path) == os.path.abspath(output_path):
+    same_file = os.path.exists(output_path) and os.path.samefile(input_path, output_path)
+    if same_file or os.path.abspath(input_path) == os.path.abspath(output_path):
         raise UserError(f"{output_path}: that is the input; give another output name")
     style = latent.pick_style(sources, style)
     crop = video.resolve_crop(meta, crop)

@@ -120,13 +120,12 @@ class _StderrTail(threading.Thread):
         return "\n".join(self.lines)
 
 
-def _cropdetect(path, extra_input_args, filters, info):
+def _cropdetect(path, extra_input_args, filters):
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *extra_input_args, "-i", path, "-an", "-sn",
            "-vf", ",".join(filters + ["cropdetect=limit=24:round=2:reset=0:skip=0"]),
            "-f", "null", "-"]
     result = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
-    found = re.findall(r"crop=(-?\d+):(-?\d+):(-?\d+):(-?\d+)", result.stderr)
-    return found
+    return re.findall(r"crop=(-?\d+):(-?\d+):(-?\d+):(-?\d+)", result.stderr)
 
 
 def detect_crop(info, min_samples=8):
@@ -136,9 +135,9 @@ def detect_crop(info, min_samples=8):
     keyframes is scanned again on every 5th frame. A bar counts as black when its rows or
     columns stay under 24/255 in every sampled frame, so a dark scene is kept whole.
     """
-    found = _cropdetect(info.path, ["-skip_frame", "nokey"], [], info)
+    found = _cropdetect(info.path, ["-skip_frame", "nokey"], [])
     if len(found) < min_samples:
-        found = _cropdetect(info.path, [], [r"select=not(mod(n\,5))"], info)
+        found = _cropdetect(info.path, [], [r"select=not(mod(n\,5))"])
     if not found:
         return Crop()
     w, h, x, y = (int(v) for v in found[-1])
