@@ -24,8 +24,8 @@ def main(argv):
     width, height = records.tile_size(files)
     chief = training.is_chief(strategy)
     training.save_config(args.logdir, {"model": "vae", "width": width, "height": height, "codes": args.codes,
-                                       "batch_size": args.batch_size, "learning_rate": args.learning_rate, "kl_weight": args.kl_weight,
-                                       "data": files}, chief)
+                                       "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+                                       "kl_weight": args.kl_weight, "data": files}, chief)
     keras.utils.set_random_seed(args.seed)
     training.set_precision(args.mixed_precision, args.xla)
     with strategy.scope():

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -224,7 +223,7 @@ def main():
     script = os.path.join(ROOT, "mogrify_video.py")
     with open(os.path.join(models_dir, "embeddings.json"), "w") as f:
         json.dump({"sources": fake_sources(models.codes, "quarter")}, f)
-    # The short clip first: RUSAGE_CHILDREN keeps the largest peak of all children so far.
+    # Each measurement runs in a fresh wrapper process, so each peak is that run's alone.
     short_mb = peak_rss_mb([sys.executable, script, quarter, os.path.join(work, "m1.mp4"), "--models", models_dir])
     long_mb = peak_rss_mb([sys.executable, script, clip, os.path.join(work, "m2.mp4"), "--models", models_dir])
     results["mogrify_peak_mb"] = short_mb  # a clip of frames/4

@@ -88,7 +88,7 @@ def test_mogrify_end_to_end(tmp_path, evaluated, media):
     assert error < 4, error
     assert error < 0.5 * np.abs(frames[0].astype(int) - unshifted).mean()
     # The palette report: input and output distances to the style, and SSIM.
-    line = next(l for l in result.stdout.splitlines() if l.startswith("palette distance"))
+    line = next(text for text in result.stdout.splitlines() if text.startswith("palette distance"))
     assert "input" in line and "output" in line and "structural similarity" in line
 
 

@@ -207,69 +207,63 @@ def train(*, strategy, logdir, total_steps, batches, step_fn, checkpoint, step, 
     chief = is_chief(strategy)
     manager = checkpoint_manager(logdir, checkpoint, step, strategy, chief)
     try:
-        return _train(strategy, chief, manager, logdir, total_steps, batches, step_fn, checkpoint, step, optimizer,
-                      learning_rate, preview, log_every, preview_every, save_every, global_batch, weights)
+        latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+            info(f"resumed from {latest} at step {int(step.numpy())}")
+        # The checkpoint restores the old rate; the one asked for now wins (e.g. lower after divergence).
+        optimizer.learning_rate.assign(learning_rate)
+        start = int(step.numpy())
+        if start >= total_steps:
+            info(f"{logdir} is already at step {start} (asked for {total_steps}): nothing to do")
+            return 0
+        writer = tf.summary.create_file_writer(logdir) if chief else tf.summary.create_noop_writer()
+
+        @tf.function
+        def distributed_step(batch):
+            losses = strategy.run(step_fn, args=(batch,))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in losses.items()}
+
+        iterator = iter(strategy.experimental_distribute_dataset(batches))
+        window, window_steps, window_start = {}, 0, time.perf_counter()
+        status = 0
+        with StopRequest() as stop, progress(total=total_steps, desc="steps", unit="step") as bar:
+            bar.update(start)
+            for current in range(start + 1, total_steps + 1):
+                losses = {k: float(v) for k, v in distributed_step(next(iterator)).items()}
+                bad = [k for k, v in losses.items() if not np.isfinite(v)]
+                if bad:
+                    diverged(logdir, f"{bad[0]} became {losses[bad[0]]} at step {current}")
+                step.assign(current)
+                for k, v in losses.items():
+                    window[k] = window.get(k, 0.0) + v
+                window_steps += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses['loss']:.4g}", refresh=False)
+                stopping = stop.signum is not None  # read once: a signal may land mid-iteration
+                last = current == total_steps or stopping
+                if current % log_every == 0 or last:
+                    elapsed = time.perf_counter() - window_start
+                    with writer.as_default(step=current):
+                        for k, v in window.items():
+                            tf.summary.scalar(k, v / window_steps, step=current)
+                        tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()), step=current)
+                        tf.summary.scalar("tiles_per_second", window_steps * global_batch / max(elapsed, 1e-9),
+                                          step=current)
+                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                if chief and (current % preview_every == 0 or last):
+                    preview(current, writer)
+                if current % save_every == 0 or last:
+                    if not bool(_all_finite(weights)):
+                        diverged(logdir, f"the weights became non-finite at step {current}")
+                    manager.save(checkpoint_number=current)
+                if stopping:
+                    info(f"stopped at step {current}; checkpoint saved in {manager.directory}; "
+                         "run the same command again to resume")
+                    status = 128 + stop.signum
+                    break
+        writer.flush()
+        return status
     finally:
-        if not chief:
+        if not chief:  # its saves were only for the collective
             shutil.rmtree(manager.directory, ignore_errors=True)
-
-
-def _train(strategy, chief, manager, logdir, total_steps, batches, step_fn, checkpoint, step, optimizer,
-           learning_rate, preview, log_every, preview_every, save_every, global_batch, weights):
-    latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        info(f"resumed from {latest} at step {int(step.numpy())}")
-    # The checkpoint restores the old rate; the one asked for now wins (e.g. lower after divergence).
-    optimizer.learning_rate.assign(learning_rate)
-    start = int(step.numpy())
-    if start >= total_steps:
-        info(f"{logdir} is already at step {start} (asked for {total_steps}): nothing to do")
-        return 0
-    writer = tf.summary.create_file_writer(logdir) if chief else tf.summary.create_noop_writer()
-
-    @tf.function
-    def distributed_step(batch):
-        losses = strategy.run(step_fn, args=(batch,))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in losses.items()}
-
-    iterator = iter(strategy.experimental_distribute_dataset(batches))
-    window, window_steps, window_start = {}, 0, time.perf_counter()
-    status = 0
-    with StopRequest() as stop, progress(total=total_steps, desc="steps", unit="step") as bar:
-        bar.update(start)
-        for current in range(start + 1, total_steps + 1):
-            losses = {k: float(v) for k, v in distributed_step(next(iterator)).items()}
-            bad = [k for k, v in losses.items() if not np.isfinite(v)]
-            if bad:
-                diverged(logdir, f"{bad[0]} became {losses[bad[0]]} at step {current}")
-            step.assign(current)
-            for k, v in losses.items():
-                window[k] = window.get(k, 0.0) + v
-            window_steps += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses['loss']:.4g}", refresh=False)
-            stopping = stop.signum is not None  # read once: a signal may land mid-iteration
-            last = current == total_steps or stopping
-            if current % log_every == 0 or last:
-                elapsed = time.perf_counter() - window_start
-                with writer.as_default(step=current):
-                    for k, v in window.items():
-                        tf.summary.scalar(k, v / window_steps, step=current)
-                    tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()), step=current)
-                    tf.summary.scalar("tiles_per_second", window_steps * global_batch / max(elapsed, 1e-9),
-                                      step=current)
-                window, window_steps, window_start = {}, 0, time.perf_counter()
-            if chief and (current % preview_every == 0 or last):
-                preview(current, writer)
-            if current % save_every == 0 or last:
-                if not bool(_all_finite(weights)):
-                    diverged(logdir, f"the weights became non-finite at step {current}")
-                manager.save(checkpoint_number=current)
-            if stopping:
-                info(f"stopped at step {current}; checkpoint saved in {manager.directory}; "
-                     "run the same command again to resume")
-                status = 128 + stop.signum
-                break
-    writer.flush()
-    return status
