@@ -63,6 +63,8 @@ def main():
     p.add_argument("--frame", type=int, default=60)
     p.add_argument("--out", required=True)
     args = p.parse_args()
+    from vae import cli
+    cli.quiet_tensorflow()
     os.makedirs(args.out, exist_ok=True)
     loss_curve(args.logdir, os.path.join(args.out, "loss.png"))
     before_after(args.before, args.after, os.path.join(args.out, "before_after.png"), args.frame)
