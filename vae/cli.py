@@ -152,9 +152,25 @@ def _remove(path):
         os.unlink(path)
 
 
+class _Lines:
+    """A stream for tqdm when stderr is a file or pipe: each refresh becomes a whole line
+    instead of a carriage return, so logs read as a line now and then."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        text = text.replace("\r", "").strip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self):
+        self.stream.flush()
+
+
 def progress(total=None, desc="", unit="it"):
     """A progress bar on stderr: live on a terminal, a line every half minute otherwise."""
     from tqdm import tqdm
     tty = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                mininterval=0.5 if tty else 30.0, disable=False)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr if tty else _Lines(sys.stderr),
+                dynamic_ncols=tty, mininterval=0.5 if tty else 30.0)
