@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
 """Mean latent code per source into embeddings.json; with --report, pictures of the latent space."""
+import os
+
 from vae import cli
 
 
@@ -39,7 +41,9 @@ def main(argv):
         for name, count, psnr, distances in table:
             others = ", ".join(f"{o} {d:.2f}" for o, d in distances.items())
             print(f"  {name}: {count} tiles, reconstruction PSNR {psnr:.1f} dB, mean code distance: {others}")
+        shown = report.write_projector(os.path.join(args.report, "projector"), codes)
         print(f"wrote {', '.join(written)} to {args.report}")
+        print(f"projector of {shown} codes with tile sprites: tensorboard --logdir {os.path.join(args.report, 'projector')}")
     return 0
 
 

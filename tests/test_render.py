@@ -53,6 +53,16 @@ def test_report_pictures(evaluated):
         assert picture is not None and picture.shape[0] > 100 and picture.shape[1] > 100, name
         assert picture.std() > 5, name  # not blank
     assert "clip: " in evaluated["stdout"] and "PSNR" in evaluated["stdout"]
+    # The TensorBoard projector: one metadata row and one sprite cell per code, codes in a checkpoint.
+    import tensorflow as tf
+    projector = evaluated["report"] / "projector"
+    labels = (projector / "metadata.tsv").read_text().splitlines()
+    codes = tf.train.load_checkpoint(str(projector)).get_tensor("embedding/.ATTRIBUTES/VARIABLE_VALUE")
+    assert len(labels) == codes.shape[0] > 0 and codes.shape[1] == 32 and set(labels) == {"clip", "paintings"}
+    sprite = cv2.imread(str(projector / "sprite.png"))
+    side = int(np.ceil(np.sqrt(len(labels))))
+    assert sprite.shape[:2] == (side * 36, side * 64)
+    assert "sprite.png" in (projector / "projector_config.pbtxt").read_text()
 
 
 def expected_first_frame(models_dir, frame, alpha, beta, source="clip", style="paintings"):

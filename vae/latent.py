@@ -24,9 +24,10 @@ def shift_vector(source_mean, style_mean, alpha, beta):
     return -alpha * np.asarray(source_mean, np.float32) + beta * np.asarray(style_mean, np.float32)
 
 
-def encode_sources(models, files, size, keep_codes=False):
-    """Per source: count, mean code, mean Lab colour; optionally every code (for projections)."""
-    sums, counts, labs, kinds, kept = {}, {}, {}, {}, {"codes": [], "sources": []}
+def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000):
+    """Per source: count, mean code, mean Lab colour; optionally every code (for projections)
+    and the first `keep_tiles` tiles (for the projector's sprite)."""
+    sums, counts, labs, kinds, kept = {}, {}, {}, {}, {"codes": [], "sources": [], "tiles": []}
     with progress(desc="encoding tiles", unit="tile") as bar:
         for batch in records.iterate(files, size):
             mean, _ = models.encode(batch["image"])
@@ -41,12 +42,16 @@ def encode_sources(models, files, size, keep_codes=False):
             if keep_codes:
                 kept["codes"].append(mean)
                 kept["sources"] += [s.decode() for s in batch["source"]]
+                room = keep_tiles - sum(len(t) for t in kept["tiles"])
+                if room > 0:
+                    kept["tiles"].append((batch["image"][:room] * 255 + 0.5).astype(np.uint8))
             bar.update(len(mean))
     sources = {name: {"kind": kinds[name], "count": counts[name],
                       "mean": (sums[name] / counts[name]).astype(np.float32).tolist(),
                       "lab_mean": (labs[name] / counts[name]).tolist()} for name in sorted(counts)}
     if keep_codes:
         kept["codes"] = np.concatenate(kept["codes"])
+        kept["tiles"] = np.concatenate(kept["tiles"])
         return sources, kept
     return sources
 

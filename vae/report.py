@@ -136,3 +136,38 @@ def write_report(folder, models, sources, samples, codes, style=None):
     save(fig, os.path.join(folder, "table.png"))
     written.append("table.png")
     return written, table
+
+
+def write_projector(folder, codes):
+    """A TensorBoard projector of the codes: labelled by source, each point shown as its tile.
+
+    View with `tensorboard --logdir FOLDER`, Projector tab. Holds the first len(tiles) codes.
+    """
+    import tensorflow as tf
+    from tensorboard.plugins import projector
+    from vae.images import save_png
+    tiles = codes["tiles"]
+    n, h, w = tiles.shape[:3]
+    scale = min(1.0, 64 / w)
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    side = int(np.ceil(np.sqrt(n)))
+    sprite = np.full((side * th, side * tw, 3), 255, np.uint8)
+    import cv2
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, side)
+        sprite[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = cv2.resize(tile, (tw, th), interpolation=cv2.INTER_AREA)
+    with atomic_path(folder) as tmp:
+        os.makedirs(tmp)
+        save_png(os.path.join(tmp, "sprite.png"), sprite)
+        with open(os.path.join(tmp, "metadata.tsv"), "w") as f:
+            f.writelines(f"{source}\n" for source in codes["sources"][:n])
+        embedding = tf.Variable(codes["codes"][:n], name="codes")
+        tf.train.Checkpoint(embedding=embedding).save(os.path.join(tmp, "embedding.ckpt"))
+        config = projector.ProjectorConfig()
+        entry = config.embeddings.add()
+        entry.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+        entry.metadata_path = "metadata.tsv"
+        entry.sprite.image_path = "sprite.png"
+        entry.sprite.single_image_dim.extend([tw, th])
+        projector.visualize_embeddings(tmp, config)
+    return n
