@@ -15,7 +15,6 @@ def main(argv):
     args = p.parse_args(argv)
     cli.quiet_tensorflow()
     cli.raise_on_sigterm()
-    import numpy as np
     from vae import export, latent, records
     files = records.find_files(args.data)
     size = records.tile_size(files)
@@ -23,21 +22,13 @@ def main(argv):
     if (models.width, models.height) != size:
         raise cli.UserError(f"the models in {args.models} take {models.width}x{models.height} tiles, "
                             f"the records hold {size[0]}x{size[1]}")
-    sources, codes = latent.encode_sources(models, files, size, keep_codes=True)
+    sources, codes = latent.encode_sources(models, files, size, keep_codes=True,
+                                           samples_per_source=max(args.samples, 16))
     latent.save_embeddings(args.models, sources)
     print(f"wrote {latent.embeddings_path(args.models)}: {len(sources)} sources")
     if args.report:
         from vae import report
-        samples = {}
-        for batch in records.iterate(files, size):
-            for image, source in zip(batch["image"], batch["source"]):
-                bucket = samples.setdefault(source.decode(), [])
-                if len(bucket) < max(args.samples, 16):
-                    bucket.append(image)
-            if all(len(v) >= max(args.samples, 16) for v in samples.values()) and len(samples) == len(sources):
-                break
-        samples = {k: np.stack(v) for k, v in samples.items()}
-        written, table = report.write_report(args.report, models, sources, samples, codes, args.style)
+        written, table = report.write_report(args.report, models, sources, codes["samples"], codes, args.style)
         for name, count, psnr, distances in table:
             others = ", ".join(f"{o} {d:.2f}" for o, d in distances.items())
             print(f"  {name}: {count} tiles, reconstruction PSNR {psnr:.1f} dB, mean code distance: {others}")

@@ -24,10 +24,12 @@ def shift_vector(source_mean, style_mean, alpha, beta):
     return -alpha * np.asarray(source_mean, np.float32) + beta * np.asarray(style_mean, np.float32)
 
 
-def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000):
-    """Per source: count, mean code, mean Lab colour; optionally every code (for projections)
-    and the first `keep_tiles` tiles (for the projector's sprite)."""
-    sums, counts, labs, kinds, kept = {}, {}, {}, {}, {"codes": [], "sources": [], "tiles": []}
+def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000, samples_per_source=16):
+    """Per source: count, mean code, mean Lab colour. With keep_codes, in the same pass: every
+    code (for projections), the first `keep_tiles` tiles (for the projector's sprite) and the
+    first `samples_per_source` tiles of each source (for the report's pictures)."""
+    sums, counts, labs, kinds = {}, {}, {}, {}
+    kept = {"codes": [], "sources": [], "tiles": [], "samples": {}}
     with progress(desc="encoding tiles", unit="tile") as bar:
         for batch in records.iterate(files, size):
             mean, _ = models.encode(batch["image"])
@@ -39,6 +41,9 @@ def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000):
                 labs[name] = labs.get(name, 0) + mean_lab(batch["image"][mask]) * mask.sum()
                 counts[name] = counts.get(name, 0) + int(mask.sum())
                 kinds[name] = batch["kind"][mask][0].decode()
+                if keep_codes:
+                    bucket = kept["samples"].setdefault(name, [])
+                    bucket += list(batch["image"][mask][:samples_per_source - len(bucket)])
             if keep_codes:
                 kept["codes"].append(mean)
                 kept["sources"] += [s.decode() for s in batch["source"]]
@@ -52,6 +57,7 @@ def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000):
     if keep_codes:
         kept["codes"] = np.concatenate(kept["codes"])
         kept["tiles"] = np.concatenate(kept["tiles"])
+        kept["samples"] = {name: np.stack(tiles) for name, tiles in kept["samples"].items()}
         return sources, kept
     return sources
 
