@@ -231,8 +231,8 @@ class VideoWriter:
         if inset is not None:
             iw, ih = max(2, ow // 4 // 2 * 2), max(2, oh // 4 // 2 * 2)
             margin = max(2, ow // 50 // 2 * 2)  # even: yuv420 overlays land on even pixels
-            cw, ch = inset.size_of(*_source_size(source))
-            graph = (f"{main}[main];[1:v]setpts=PTS-STARTPTS,crop={cw}:{ch}:{inset.left}:{inset.top},"
+            crop = f"crop=iw-{inset.left + inset.right}:ih-{inset.top + inset.bottom}:{inset.left}:{inset.top}"
+            graph = (f"{main}[main];[1:v]setpts=PTS-STARTPTS,{crop},"
                      f"scale={iw}:{ih}:flags=area[small];"
                      f"[main][small]overlay=x=W-w-{margin}:y=H-h-{margin}:eof_action=repeat[v]")
         else:
@@ -275,11 +275,6 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
-
-
-def _source_size(path):
-    meta = probe(path)
-    return meta.width, meta.height
 
 
 def write_video(path, frames, fps, **kwargs):
