@@ -132,7 +132,8 @@ def serial_rate(models, clip, out, frames):
     start = time.perf_counter()
     count = 0
     with video.VideoWriter(out, (meta.width, meta.height), meta.fps) as writer:
-        for _, frame in video.read_frames(meta, (meta.width, meta.height), limit=frames):
+        for frame in video.read_frames(meta, (meta.width, meta.height), limit=frames):
+            frame = frame.image
             tile = cv2.resize(frame, (models.width, models.height), interpolation=cv2.INTER_AREA)
             mean = encode(images=tf.constant(tile[None].astype(np.float32) / 255))["mean"]
             image = refine(images=decode(z=mean)["images"])["images"].numpy()[0]

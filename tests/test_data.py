@@ -248,7 +248,7 @@ def test_real_footage_and_paintings(tmp_path):
     assert size == (96, 54) and len(back) == sum(counts.values())
     # The first frame's tile against an independent decode of that frame.
     first = next(t for t in back if t["source"] == "bigbuckbunny" and t["index"] == 0)
-    frame = next(video.read_frames(meta, (1280, 720)))[1]
+    frame = next(video.read_frames(meta, (1280, 720))).image
     expected = cv2.resize(frame, (96, 54), interpolation=cv2.INTER_AREA)
     assert np.abs(first["tile"].astype(int) - expected).mean() < 6
 

@@ -25,7 +25,7 @@ def evaluated(exported, tmp_path_factory):
 
 def decode(path):
     meta = video.probe(str(path))
-    frames = np.stack([f for _, f in video.read_frames(meta, (meta.width, meta.height), video.Crop())])
+    frames = np.stack([f.image for f in video.read_frames(meta, (meta.width, meta.height), video.Crop())])
     return meta, frames
 
 
@@ -89,7 +89,7 @@ def test_mogrify_end_to_end(tmp_path, evaluated, media):
     assert (meta.width, meta.height) == (160, 70)  # the 10-pixel bars cropped away
     assert meta.has_audio
     # The first frame is the formula applied by the exported models, scaled to the output size.
-    tile = next(video.read_frames(video.probe(media["clip"]), TILE, video.Crop(10, 0, 10, 0)))[1]
+    tile = next(video.read_frames(video.probe(media["clip"]), TILE, video.Crop(10, 0, 10, 0))).image
     expected = cv2.resize(expected_first_frame(evaluated["models"], tile, 0.5, 1.0), (160, 70),
                           interpolation=cv2.INTER_CUBIC)
     unshifted = cv2.resize(expected_first_frame(evaluated["models"], tile, 0.0, 0.0), (160, 70),
@@ -97,9 +97,11 @@ def test_mogrify_end_to_end(tmp_path, evaluated, media):
     error = np.abs(frames[0].astype(int) - expected).mean()
     assert error < 4, error
     assert error < 0.5 * np.abs(frames[0].astype(int) - unshifted).mean()
-    # The palette report: input and output distances to the style, and SSIM.
+    # The measures: input and output distances to the style, structure and flicker.
     line = next(text for text in result.stdout.splitlines() if text.startswith("palette distance"))
-    assert "input" in line and "output" in line and "structural similarity" in line
+    assert "input" in line and "output" in line
+    assert any(text.startswith("structure ") for text in result.stdout.splitlines())
+    assert any(text.startswith("flicker ") for text in result.stdout.splitlines())
 
 
 def test_mogrify_smoothing_and_unknown_source(tmp_path, evaluated, media):
