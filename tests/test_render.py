@@ -11,22 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, TILE, assert_one_line_error, run_script
+from conftest import ROOT, TILE, assert_one_line_error, decode, expected_first_frame, run_script
 from vae import manifest, records, synthetic, video
-
-
-@pytest.fixture(scope="session")
-def evaluated(exported, tmp_path_factory):
-    report = tmp_path_factory.mktemp("report")
-    result = run_script("evaluate_embeddings.py", "--data", exported["data"], "--models", exported["models"],
-                        "--report", report)
-    return {**exported, "report": report, "stdout": result.stdout}
-
-
-def decode(path):
-    meta = video.probe(str(path))
-    frames = np.stack([f.image for f in video.read_frames(meta, (meta.width, meta.height), video.Crop())])
-    return meta, frames
 
 
 def test_embeddings_are_source_means(evaluated):
@@ -63,19 +49,6 @@ def test_report_pictures(evaluated):
     side = int(np.ceil(np.sqrt(len(labels))))
     assert sprite.shape[:2] == (side * 36, side * 64)
     assert "sprite.png" in (projector / "projector_config.pbtxt").read_text()
-
-
-def expected_first_frame(models_dir, frame, alpha, beta, source="clip", style="paintings"):
-    """The contract's formula, computed with the exported models called directly."""
-    import tensorflow as tf
-    embeddings = json.loads((models_dir / "embeddings.json").read_text())["sources"]
-    loaded = {k: tf.saved_model.load(str(models_dir / k)) for k in ("encoder", "decoder", "refiner")}
-    x = tf.constant(frame[None].astype(np.float32) / 255)
-    z = loaded["encoder"].signatures["serving_default"](images=x)["mean"]
-    z = z - alpha * np.float32(embeddings[source]["mean"]) + beta * np.float32(embeddings[style]["mean"])
-    out = loaded["decoder"].signatures["serving_default"](z=z)["images"]
-    out = loaded["refiner"].signatures["serving_default"](images=out)["images"].numpy()[0]
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def test_mogrify_end_to_end(tmp_path, evaluated, media):
