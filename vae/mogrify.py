@@ -90,7 +90,8 @@ class Palette:
 
 
 def mogrify(input_path, output_path, models, sources, style=None, alpha=0.25, beta=0.5, smooth=0.2,
-            batch_size=None, crop="auto", inset=False, audio=True, preset="veryfast", crf=18):
+            batch_size=None, crop="auto", inset=False, audio=True, preset="veryfast", crf=18,
+            codec_args=None, decoder_args=()):
     """Render input_path to output_path; returns a dict of what was done and measured."""
     meta = video.probe(input_path)
     same_file = os.path.exists(output_path) and os.path.samefile(input_path, output_path)
@@ -129,12 +130,12 @@ def mogrify(input_path, output_path, models, sources, style=None, alpha=0.25, be
         bar.update(len(outputs))
         frames_done += len(outputs)
 
-    frames = video.read_frames(meta, (models.width, models.height), crop)
+    frames = video.read_frames(meta, (models.width, models.height), crop, input_args=decoder_args)
     with atomic_path(output_path, suffix=".mp4") as tmp:
         reader = Producer(batched(frames, batch_size))
         writer = video.VideoWriter(tmp, (models.width, models.height), meta.fps, out_size, source=input_path,
                                    audio=audio and meta.has_audio, inset=crop if inset else None, preset=preset,
-                                   crf=crf)
+                                   crf=crf, codec_args=codec_args)
         finisher = Consumer(finish_batch)
         bar = progress(total=meta.frames_estimate, desc="frames", unit="frame")
         try:

@@ -158,11 +158,12 @@ def resolve_crop(info, crop):
     return crop
 
 
-def read_frames(info, size, crop=Crop(), step=1, keep_aspect=False, limit=None):
+def read_frames(info, size, crop=Crop(), step=1, keep_aspect=False, limit=None, input_args=()):
     """Yield (frame_number, uint8 HxWx3 RGB) for every `step`th frame, cropped and scaled.
 
     With keep_aspect the cropped frame is centre-cut to the tile's aspect before scaling;
     without it the frame is stretched (mogrify does that and stretches back at the end).
+    `input_args` go before `-i` (the decoder: codecs.decoder_args).
     """
     width, height = size
     cw, ch = crop.size_of(info.width, info.height)
@@ -176,7 +177,7 @@ def read_frames(info, size, crop=Crop(), step=1, keep_aspect=False, limit=None):
         if (aw, ah) != (cw, ch):
             filters.append(f"crop={aw}:{ah}")
     filters.append(f"scale={width}:{height}:flags=area")
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", info.path,
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args, "-i", info.path,
            "-an", "-sn", "-vf", ",".join(filters), "-fps_mode", "passthrough"]
     if limit is not None:
         cmd += ["-frames:v", str(limit)]
@@ -214,11 +215,12 @@ class VideoWriter:
     Frames arrive at `frame_size`; ffmpeg scales them to `out_size` (made even), so Python never
     handles full-size frames. `source` names the original video: its first audio track is muxed
     in when `audio` is set, and with `inset` (a Crop of the source) the original frame appears
-    small in the bottom-right corner, composed by ffmpeg at full quality.
+    small in the bottom-right corner, composed by ffmpeg at full quality. `codec_args` choose the
+    encoder (codecs.pick_encoder); without them it is libx264 at `crf` and `preset`.
     """
 
     def __init__(self, path, frame_size, fps, out_size=None, source=None, audio=False, inset=None,
-                 crf=18, preset="medium"):
+                 crf=18, preset="medium", codec_args=None):
         fw, fh = frame_size
         ow, oh = out_size or frame_size
         ow, oh = ow - ow % 2, oh - oh % 2
@@ -240,8 +242,8 @@ class VideoWriter:
         cmd += ["-filter_complex", graph, "-map", "[v]"]
         if source and audio:
             cmd += ["-map", "1:a:0?", "-c:a", "aac", "-b:a", "192k"]
-        cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart", "-f", "mp4", path]
+        cmd += codec_args or ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
+        cmd += ["-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", path]
         self.path = path
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self.errors = _StderrTail(self.proc.stderr)
