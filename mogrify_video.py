@@ -4,7 +4,7 @@ painting style, sound included."""
 import json
 import os
 
-from vae import cli
+from vae import cli, codecs
 
 
 def main(argv):
@@ -33,7 +33,13 @@ def main(argv):
     p.add_argument("--stats", metavar="FILE.json", help="also write the measures as JSON")
     p.add_argument("--preset", default="veryfast",
                    help="x264 preset: slower ones make smaller files but take CPU from the models")
-    p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (0-51)")
+    p.add_argument("--crf", type=int, default=18, help="quality, lower is better (0-51; x264's -crf, NVENC's -cq)")
+    p.add_argument("--encoder", default="auto", choices=codecs.ENCODERS,
+                   help="H.264 encoder: auto takes h264_nvenc (the NVIDIA card) when a trial frame encodes, "
+                        "else libx264 on the CPU")
+    p.add_argument("--decoder", default="auto", choices=codecs.DECODERS,
+                   help="video decoder: auto decodes on the NVIDIA card (-hwaccel cuda) when ffmpeg can open it, "
+                        "else on the CPU")
     args = p.parse_args(argv)
     if not 0 <= args.smooth < 1:
         raise cli.UserError("--smooth must be at least 0 and below 1")
@@ -45,9 +51,15 @@ def main(argv):
         raise cli.UserError("--audio-track counts from 0")
     if args.stats and not os.path.isdir(os.path.dirname(os.path.abspath(args.stats))):
         raise cli.UserError(f"--stats {args.stats}: its folder does not exist")
+    codec_args, encoder_note = codecs.pick_encoder(args.encoder, args.crf, args.preset)
+    decoder_args = codecs.decoder_args(args.decoder)
     cli.quiet_tensorflow()
     cli.raise_on_sigterm()
-    from vae import export, latent, mogrify, video
+    from vae import device, export, latent, mogrify, video
+    batch_size = args.batch_size or mogrify.default_batch_size()
+    device.report(batch_size=batch_size)
+    if encoder_note:
+        cli.info(encoder_note)
     look = mogrify.Look(latent.Strength(args.alpha, "--alpha"), latent.Strength(args.beta, "--beta"),
                         args.detail, args.smooth, args.style)
     crop = video.parse_crop(args.crop)
@@ -58,9 +70,10 @@ def main(argv):
         video.probe(args.input)  # a bad input fails before the models load
     models = export.Models(args.models)
     sources = latent.load_embeddings(args.models, models.codes)
-    session = mogrify.Session(models, sources, look, args.batch_size)
+    session = mogrify.Session(models, sources, look, batch_size)
     options = dict(start=args.start, duration=args.duration, crop=crop, inset=args.inset,
-                   audio_track=None if args.no_audio else args.audio_track, preset=args.preset, crf=args.crf)
+                   audio_track=None if args.no_audio else args.audio_track, preset=args.preset, crf=args.crf,
+                   codec_args=codec_args, decoder_args=decoder_args)
     if folder:
         summary = mogrify.render_folder(session, args.input, args.output, **options)
         for name, result in summary["rendered"]:

@@ -19,7 +19,7 @@ def main(argv):
     args = p.parse_args(argv)
     check_positive(args, "steps", "batch-size", "log-every", "preview-every", "save-every", "filters", "blocks")
     cli.quiet_tensorflow()
-    from vae import training
+    from vae import device, training
     strategy = training.make_strategy(args.cpu_replicas)  # before any other TensorFlow op
 
     import keras
@@ -30,6 +30,7 @@ def main(argv):
     chief = training.is_chief(strategy)
     keras.utils.set_random_seed(args.seed)
     training.set_precision(args.mixed_precision, args.xla)
+    device.report(keras.mixed_precision.global_policy().name, args.xla, args.batch_size)
     with strategy.scope():
         vae_models = export.Models(args.models)
         if (vae_models.width, vae_models.height) != (width, height):

@@ -14,7 +14,7 @@ def main(argv):
     args = p.parse_args(argv)
     check_positive(args, "steps", "batch-size", "codes", "log-every", "preview-every", "save-every")
     cli.quiet_tensorflow()
-    from vae import training
+    from vae import device, training
     strategy = training.make_strategy(args.cpu_replicas)  # before any other TensorFlow op
 
     import keras
@@ -28,6 +28,7 @@ def main(argv):
                                        "kl_weight": args.kl_weight, "data": files}, chief)
     keras.utils.set_random_seed(args.seed)
     training.set_precision(args.mixed_precision, args.xla)
+    device.report(keras.mixed_precision.global_policy().name, args.xla, args.batch_size)
     with strategy.scope():
         vae = model.build_vae(height, width, args.codes, seed=args.seed, kl_weight=args.kl_weight)
         optimizer = training.make_optimizer(args.learning_rate)

@@ -155,7 +155,7 @@ def check_output(input_path, output_path):
 
 
 def render_video(session, input_path, output_path, start=None, duration=None, crop="auto", inset=False,
-                 audio_track=0, preset="veryfast", crf=18):
+                 audio_track=0, preset="veryfast", crf=18, codec_args=None, decoder_args=()):
     """Render one video; returns the measures and what was done."""
     look, models = session.look, session.models
     meta = video.probe(input_path)
@@ -217,12 +217,13 @@ def render_video(session, input_path, output_path, start=None, duration=None, cr
         bar.update(len(frames))
 
     began = time.perf_counter()
-    reader_frames = video.read_frames(meta, session.tile_size, crop, full=full, **span)
+    reader_frames = video.read_frames(meta, session.tile_size, crop, full=full, input_args=decoder_args, **span)
     with atomic_path(output_path, suffix=".mp4") as tmp:
         reader = Producer(batched(reader_frames, session.batch_size))
         writer = video.VideoWriter(tmp, frame_size, meta.fps, (cw, ch), source=meta,
                                    audio_track=audio_track if meta.has_audio else None,
-                                   inset=crop if inset else None, preset=preset, crf=crf, span=(start, duration))
+                                   inset=crop if inset else None, preset=preset, crf=crf, span=(start, duration),
+                                   codec_args=codec_args)
         finisher = Consumer(finish_batch)
         try:
             for frames in reader:

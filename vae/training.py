@@ -15,7 +15,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from vae import video
+from vae import device, video
 from vae.cli import UserError, info, parked_stderr, progress
 from vae.images import save_png
 
@@ -218,6 +218,7 @@ def train(*, strategy, logdir, total_steps, batches, step_fn, checkpoint, step, 
             info(f"{logdir} is already at step {start} (asked for {total_steps}): nothing to do")
             return 0
         writer = tf.summary.create_file_writer(logdir) if chief else tf.summary.create_noop_writer()
+        device.write_summary(writer, start + 1)  # the run's device on record beside its curves
 
         @tf.function
         def distributed_step(batch):

@@ -283,14 +283,15 @@ def _read_exactly(stream, shape):
 
 
 def read_frames(info, size, crop=Crop(), step=1, keep_aspect=False, limit=None, start=None,
-                duration=None, full=False):
+                duration=None, full=0, input_args=()):
     """Yield a Frame for every `step`th frame of the shown picture, cropped and scaled to `size`.
 
     With keep_aspect the cropped frame is centre-cut to the tile's aspect before scaling;
     without it the frame is stretched (mogrify does that and stretches back at the end).
     `start` and `duration` (seconds from the file's start) decode only that span. With `full`
-    each Frame also carries the cropped frame at its shown size, from the same decode (a second
-    output of the one ffmpeg process, on its own pipe).
+    = k, every k-th Frame also carries the cropped frame at its shown size, from the same decode
+    (a second output of the one ffmpeg process, on its own pipe). `input_args` go before `-i`
+    (the decoder: codecs.decoder_args).
     """
     width, height = size
     cw, ch = crop.size_of(info.width, info.height)
@@ -306,15 +307,17 @@ def read_frames(info, size, crop=Crop(), step=1, keep_aspect=False, limit=None, 
             tile.append(f"crop={aw}:{ah}")
     tile += [f"scale={width}:{height}:flags=area", "showinfo=checksum=0"]
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "info", "-nostats", "-copyts",
-           *_seek_args(start, duration), "-i", info.path, "-an", "-sn", "-dn"]
+           *input_args, *_seek_args(start, duration), "-i", info.path, "-an", "-sn", "-dn"]
     out_args = ["-fps_mode", "passthrough", *(["-frames:v", str(limit)] if limit is not None else []),
                 "-f", "rawvideo", "-pix_fmt", "rgb24"]
     pass_fds, full_read = (), None
     if full:
         full_read, full_write = os.pipe()
-        graph = f"[0:v]{','.join(filters) or 'null'},split[t][f];[t]{','.join(tile)}[tile]"
+        sample = [rf"select=not(mod(n\,{full}))"] if full > 1 else []
+        graph = (f"[0:v]{','.join(filters) or 'null'},split[t][f];[t]{','.join(tile)}[tile];"
+                 f"[f]{','.join(sample) or 'null'}[full]")
         cmd += ["-filter_complex", graph, "-map", "[tile]", *out_args, "pipe:1",
-                "-map", "[f]", *out_args, f"pipe:{full_write}"]
+                "-map", "[full]", *out_args, f"pipe:{full_write}"]
         pass_fds = (full_write,)
     else:
         cmd += ["-vf", ",".join(filters + tile), *out_args, "pipe:1"]
@@ -330,9 +333,11 @@ def read_frames(info, size, crop=Crop(), step=1, keep_aspect=False, limit=None, 
             image = _read_exactly(proc.stdout, (height, width, 3))
             if image is None:
                 break
-            big = _read_exactly(full_stream, (ch, cw, 3)) if full else None
-            if full and big is None:
-                break
+            big = None
+            if full and count % full == 0:
+                big = _read_exactly(full_stream, (ch, cw, 3))
+                if big is None:
+                    break
             stamp = errors.stamps.get(timeout=60)
             if stamp is None:
                 break
@@ -407,7 +412,7 @@ class VideoWriter:
     OFFSET = 10.0  # seconds added to every timestamp in the pipe: Matroska's clock starts at zero
 
     def __init__(self, path, frame_size, fps=25, out_size=None, source=None, audio_track=None, inset=None,
-                 crf=18, preset="medium", span=(None, None)):
+                 crf=18, preset="medium", span=(None, None), codec_args=None):
         fw, fh = frame_size
         ow, oh = out_size or frame_size
         ow, oh = ow - ow % 2, oh - oh % 2
@@ -436,8 +441,9 @@ class VideoWriter:
             codec = source.audio_codecs[audio_track]
             cmd += ["-map", f"1:a:{audio_track}"]
             cmd += ["-c:a", "copy"] if codec in MP4_AUDIO else ["-c:a", "aac", "-b:a", "192k"]
-        cmd += ["-output_ts_offset", f"{-origin:.6f}", "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
-                "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", path]
+        cmd += ["-output_ts_offset", f"{-origin:.6f}"]
+        cmd += codec_args or ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
+        cmd += ["-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", path]
         self.path = path
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self.errors = _StderrTail(self.proc.stderr)
