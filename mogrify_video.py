@@ -67,7 +67,8 @@ def main(argv):
     if not folder and not os.path.exists(args.input):
         raise cli.UserError(f"{args.input}: no such file")
     if not folder and mogrify.kind_of(args.input) != "image":
-        video.probe(args.input)  # a bad input fails before the models load
+        meta = video.probe(args.input)  # a bad input fails before the models load
+        mogrify.check_audio_track(meta, None if args.no_audio else args.audio_track)
     models = export.Models(args.models)
     sources = latent.load_embeddings(args.models, models.codes)
     session = mogrify.Session(models, sources, look, batch_size)

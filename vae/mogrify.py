@@ -148,6 +148,12 @@ def check_span(meta, start, duration):
         raise UserError(f"{meta.path}: --start {start} is past its end ({meta.duration:.2f} s)")
 
 
+def check_audio_track(meta, audio_track):
+    if audio_track is not None and meta.has_audio and audio_track >= len(meta.audio_codecs):
+        raise UserError(f"{meta.path}: --audio-track {audio_track}, but it has {len(meta.audio_codecs)} "
+                        f"audio track(s), counted from 0")
+
+
 def check_output(input_path, output_path):
     same = os.path.exists(output_path) and os.path.samefile(input_path, output_path)
     if same or os.path.abspath(input_path) == os.path.abspath(output_path):
@@ -161,9 +167,7 @@ def render_video(session, input_path, output_path, start=None, duration=None, cr
     meta = video.probe(input_path)
     check_output(input_path, output_path)
     check_span(meta, start, duration)
-    if audio_track is not None and meta.has_audio and audio_track >= len(meta.audio_codecs):
-        raise UserError(f"{input_path}: --audio-track {audio_track}, but it has {len(meta.audio_codecs)} "
-                        f"audio track(s), counted from 0")
+    check_audio_track(meta, audio_track)
     crop = video.resolve_crop(meta, crop)
     cw, ch = crop.size_of(meta.width, meta.height)
     span = dict(start=start, duration=duration)

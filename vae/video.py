@@ -45,7 +45,8 @@ class VideoInfo:
     coded_width: int
     coded_height: int
     sar: Fraction = Fraction(1)
-    rotation: int = 0  # clockwise degrees a player turns the stored picture: 0, 90, 180, 270
+    rotation: int = 0  # clockwise degrees a player turns the stored picture (a mirroring matrix may
+    # read as 180: only the shown size depends on it, ffmpeg's autorotation does the turning)
     fps: Fraction = Fraction(25)
     duration: float = 0.0
     start: float = 0.0
@@ -76,7 +77,8 @@ class VideoInfo:
 
     def display_filters(self):
         """Filters that turn decoded frames (already rotated by ffmpeg) into the shown picture."""
-        filters = ["bwdif=mode=send_frame:parity=auto"] if self.interlaced else []
+        # bwdif touches only frames flagged interlaced: some files (DV, for one) never say so up front.
+        filters = ["bwdif=mode=send_frame:parity=auto:deint=interlaced"]
         if self.sar != 1:
             w, h = self.display_size
             filters += [f"scale={w}:{h}:flags=bicubic", "setsar=1"]
@@ -441,7 +443,8 @@ class VideoWriter:
             codec = source.audio_codecs[audio_track]
             cmd += ["-map", f"1:a:{audio_track}"]
             cmd += ["-c:a", "copy"] if codec in MP4_AUDIO else ["-c:a", "aac", "-b:a", "192k"]
-        cmd += ["-output_ts_offset", f"{-origin:.6f}"]
+        # A fine encoder clock: ffmpeg would otherwise round each frame's time to the guessed rate.
+        cmd += ["-output_ts_offset", f"{-origin:.6f}", "-enc_time_base:v", "1/90000"]
         cmd += codec_args or ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
         cmd += ["-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", path]
         self.path = path
