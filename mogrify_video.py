@@ -19,6 +19,7 @@ def main(argv):
     p.add_argument("--preset", default="veryfast",
                    help="x264 preset: slower ones make smaller files but take CPU from the models")
     p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (0-51)")
+    cli.unsafe_models_flag(p)
     args = p.parse_args(argv)
     if not 0 <= args.smooth < 1:
         raise cli.UserError("--smooth must be at least 0 and below 1")
@@ -29,7 +30,7 @@ def main(argv):
     from vae import export, latent, mogrify, video
     crop = video.parse_crop(args.crop)
     video.probe(args.input)  # a bad input fails before the models load
-    models = export.Models(args.models)
+    models = export.Models(args.models, unsafe=args.unsafe_models)
     sources = latent.load_embeddings(args.models, models.codes)
     result = mogrify.mogrify(args.input, args.output, models, sources, args.style, args.alpha, args.beta,
                              args.smooth, args.batch_size, crop, args.inset, not args.no_audio,

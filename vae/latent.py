@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from vae import records
+from vae import safety
 from vae.cli import UserError, atomic_path, progress
 
 
@@ -75,6 +76,7 @@ def load_embeddings(models_dir, codes):
     path = embeddings_path(models_dir)
     if not os.path.isfile(path):
         raise UserError(f"{path}: missing; run evaluate_embeddings.py --data ... --models {models_dir} first")
+    safety.check_embeddings(path, codes)  # strict JSON, finite means of the models' code count
     try:
         with open(path) as f:
             sources = json.load(f)["sources"]
