@@ -68,19 +68,20 @@ def _called(attrs):
     return names
 
 
-def disallowed_ops(proto):
-    """The ops in the SavedModel that export_graphs.py would not have written, sorted.
+def op_regions(proto):
+    """(ops of the functions tf.saved_model.load can call, ops of the saver, problems).
 
-    Every function in the library is looked at, reachable or not; those the TF2 loader can call
-    (from the object graph, through nested calls) must use ALLOWED_OPS only.
+    Every node and function is looked at, reachable or not. The saver is the graph's own nodes
+    and the functions only they call; everything else, from the object graph's functions down
+    through nested calls, branches and loop bodies, is what the loader can run.
     """
-    bad = set()
     if len(proto.meta_graphs) != 1 or not proto.meta_graphs[0].HasField("object_graph_def"):
         # Without exactly one object graph tf.saved_model.load takes it for a TF1 model and runs
         # its init and restore ops as it loads.
-        return ["a TF1 graph (its init and restore ops run at load)"]
+        return set(), set(), {"a TF1 graph (its init and restore ops run at load)"}
     meta = proto.meta_graphs[0]
     library = {f.signature.name: f for f in meta.graph_def.library.function}
+    problems = set()
 
     def reach(roots):
         seen, todo = set(), list(roots)
@@ -89,8 +90,8 @@ def disallowed_ops(proto):
             if name in seen:
                 continue
             seen.add(name)
-            if name not in library:
-                bad.add(f"a call to {name!r}, a function not in the SavedModel")
+            if name not in library:  # it would call whatever the process has under that name
+                problems.add(f"a call to {name!r}, a function not in the SavedModel")
                 continue
             for node in library[name].node_def:
                 todo += _called(node.attr)
@@ -103,17 +104,17 @@ def disallowed_ops(proto):
         if node.HasField("bare_concrete_function"):
             roots.append(node.bare_concrete_function.concrete_function_name)
     runnable = reach(roots)
-    saver = reach(name for node in meta.graph_def.node for name in _called(node.attr)) - runnable
-
-    for node in meta.graph_def.node:
-        if node.op not in ALLOWED_OPS | SAVER_OPS:
-            bad.add(node.op)
+    saver_functions = reach(name for node in meta.graph_def.node for name in _called(node.attr)) - runnable
+    run_ops, saver_ops = set(), {node.op for node in meta.graph_def.node}
     for name, function in library.items():
-        allowed = ALLOWED_OPS | SAVER_OPS if name in saver else ALLOWED_OPS
-        for node in function.node_def:
-            if node.op not in allowed:
-                bad.add(node.op)
-    return sorted(bad)
+        (saver_ops if name in saver_functions else run_ops).update(node.op for node in function.node_def)
+    return run_ops, saver_ops, problems
+
+
+def disallowed_ops(proto):
+    """The ops in the SavedModel that export_graphs.py would not have written, sorted."""
+    run_ops, saver_ops, problems = op_regions(proto)
+    return sorted(problems | (run_ops - ALLOWED_OPS) | (saver_ops - ALLOWED_OPS - SAVER_OPS))
 
 
 def check_ops(paths, unsafe=False):
@@ -127,8 +128,8 @@ def check_ops(paths, unsafe=False):
     if unsafe:
         warn(f"--unsafe-models: loading ops that export_graphs.py never writes: {listing}")
         return
-    raise UserError(f"refusing to load models with ops that export_graphs.py never writes (they may read or "
-                    f"write files, run Python or reach the network): {listing}; --unsafe-models loads them anyway")
+    raise UserError(f"{listing}: ops that export_graphs.py never writes, which may read or write files, run "
+                    "Python or reach the network; nothing was loaded (--unsafe-models loads them anyway)")
 
 
 def _strict_json(path):
