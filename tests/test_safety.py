@@ -233,7 +233,7 @@ def test_wrong_decoder_shape_refused_at_load(tmp_path, exported, media):
     replace_model(answered, "decoder",
                   lambda out: {"images": out["images"][:, :tf.shape(out["images"])[0] * 0 + 34]})
     result = run_script("mogrify_video.py", media["clip"], tmp_path / "out.mp4", "--models", answered, check=False)
-    assert_one_line_error(result, str(answered / "decoder"), "[2,34,64,3]", "expected float32 [2,36,64,3]")
+    assert_one_line_error(result, str(answered / "decoder"), "[1,34,64,3]", "expected float32 [1,36,64,3]")
     assert not (tmp_path / "out.mp4").exists()
     # Wrong names are refused too.
     renamed = copy_models(exported, tmp_path / "renamed")

@@ -1,8 +1,8 @@
 """SavedModels with the contract's signatures, and loading them back.
 
 Each exported model is a tf.Module holding the Keras model as a tracked attribute and one
-`serving_default` signature; it loads with TensorFlow alone. `Models` loads an export folder
-and keeps the loaded objects alive while their signatures are used.
+`serving_default` signature; it loads with TensorFlow alone. `Models` loads an export folder,
+once vae/safety.py has checked it, and keeps the loaded objects alive while their signatures are used.
 """
 import json
 import os

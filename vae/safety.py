@@ -81,7 +81,9 @@ def op_regions(proto):
         return set(), set(), {"a TF1 graph (its init and restore ops run at load)"}
     meta = proto.meta_graphs[0]
     library = {f.signature.name: f for f in meta.graph_def.library.function}
-    problems = set()
+    # A node whose op names a library function calls it; TensorFlow refuses functions named like
+    # ops, but a library that tries is not one of ours.
+    problems = {f"a function named like the op {name}" for name in library if name in ALLOWED_OPS | SAVER_OPS}
 
     def reach(roots):
         seen, todo = set(), list(roots)
@@ -195,7 +197,7 @@ def _shape(shape):
 
 def check_signatures(folder, functions, width, height, codes):
     """Each loaded `serving_default` (kind: concrete function) matches the contract and
-    model.json: names, dtypes, ranks, sizes as declared, and as answered on a batch of two."""
+    model.json: names, dtypes, ranks, sizes as declared, and as answered for one tile."""
     import tensorflow as tf
     expected = {"images": [None, height, width, 3], "z": [None, codes], "mean": [None, codes],
                 "log_var": [None, codes]}
@@ -219,13 +221,17 @@ def check_signatures(folder, functions, width, height, codes):
                 raise UserError(f"{path}: {name} is {spec.dtype.name} {_shape(dims or [])}; expected float32 "
                                 f"{_shape(want)} for {width}x{height} tiles and {codes} codes (model.json)")
     # Declared shapes may leave sizes open: call each model once to see what it answers.
-    probe = {"encoder": tf.fill([2, height, width, 3], 0.5), "decoder": tf.zeros([2, codes]),
-             "refiner": tf.fill([2, height, width, 3], 0.5)}
+    probe = {"encoder": tf.fill([1, height, width, 3], 0.5), "decoder": tf.zeros([1, codes]),
+             "refiner": tf.fill([1, height, width, 3], 0.5)}
     for kind, fn in functions.items():
         input_name, output_names = SIGNATURES[kind]
-        answer = fn(**{input_name: probe[kind]})
+        try:
+            answer = fn(**{input_name: probe[kind]})
+        except tf.errors.OpError as e:
+            raise UserError(f"{os.path.join(folder, kind)}: fails on one {_shape(probe[kind].shape)} input: "
+                            f"{e.message.splitlines()[0]}") from e
         for name in output_names:
-            want = [2] + expected[name][1:]
+            want = [1] + expected[name][1:]
             got = answer[name]
             if got.dtype != tf.float32 or got.shape.as_list() != want:
                 raise UserError(f"{os.path.join(folder, kind)}: answers {input_name} {_shape(probe[kind].shape)} "
