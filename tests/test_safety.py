@@ -271,3 +271,27 @@ def test_other_saved_model_tricks(tmp_path, exported):
     (tmp_path / "encoder" / "saved_model.pb").write_bytes(b"\xff\xff\xff garbage")
     with pytest.raises(UserError, match="not a SavedModel"):
         safety.read_saved_model(str(tmp_path / "encoder"))
+
+
+CHECK_ALONE = textwrap.dedent("""
+    import sys, time
+    from vae import safety
+    assert "tensorflow" not in sys.modules  # importing the check is free; --help stays fast
+    folder = sys.argv[1]
+    start = time.perf_counter()
+    from tensorflow.core.protobuf import saved_model_pb2  # the scripts have imported TensorFlow already
+    middle = time.perf_counter()
+    safety.check_ops({kind: f"{folder}/{kind}" for kind in ("encoder", "decoder", "refiner")})
+    print(middle - start, time.perf_counter() - middle)
+    print(" ".join(m for m in sys.modules if m == "vae" or m.startswith("vae.")))
+""")
+
+
+def test_check_needs_no_model_code(tmp_path, exported):
+    import subprocess
+    result = subprocess.run([sys.executable, "-c", CHECK_ALONE, str(exported["models"])], cwd=ROOT, check=True,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    seconds, modules = result.stdout.splitlines()
+    assert sorted(modules.split()) == ["vae", "vae.cli", "vae.safety"]
+    tensorflow, check = map(float, seconds.split())
+    print(f"op check of three models: {check * 1000:.0f} ms (importing TensorFlow: {tensorflow:.1f} s)")
