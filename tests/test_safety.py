@@ -241,6 +241,19 @@ def test_wrong_decoder_shape_refused_at_load(tmp_path, exported, media):
     with pytest.raises(UserError) as e:
         export.Models(str(renamed))
     assert "output mu" in str(e.value) and "output mean" in str(e.value)
+    # A model that fails when called is named at load.
+    failing = copy_models(exported, tmp_path / "failing")
+    replace_model(failing, "refiner",
+                  lambda out: {"images": tf.reshape(out["images"], tf.shape(out["images"]) + [0, 0, 0, 1])})
+    with pytest.raises(UserError) as e:
+        export.Models(str(failing))
+    assert str(failing / "refiner") in str(e.value) and "fails on one [1,36,64,3] input" in str(e.value)
+    # No signature at all.
+    unsigned = copy_models(exported, tmp_path / "unsigned")
+    shutil.rmtree(unsigned / "encoder")
+    tf.saved_model.save(tf.Module(), str(unsigned / "encoder"))
+    with pytest.raises(UserError, match="no serving_default"):
+        export.Models(str(unsigned))
 
 
 def test_other_saved_model_tricks(tmp_path, exported):

@@ -70,9 +70,9 @@ class Models:
             elif kind != "refiner" or need_refiner:
                 raise UserError(f"{path}: missing; run export_graphs.py")
         safety.check_ops(paths, unsafe)  # a shared folder is data: nothing in it runs before this
-        self._loaded = {kind: tf.saved_model.load(path) for kind, path in paths.items()}  # kept: the signatures need them alive
-        self._fn = {kind: obj.signatures["serving_default"] for kind, obj in self._loaded.items()}
-        safety.check_signatures(folder, self._fn, self.width, self.height, self.codes)
+        # kept: the signatures need the loaded objects alive
+        self._loaded = {kind: tf.saved_model.load(path) for kind, path in paths.items()}
+        self._fn = safety.serving_functions(folder, self._loaded, self.width, self.height, self.codes)
         self.has_refiner = "refiner" in self._fn
 
     def encode(self, images):

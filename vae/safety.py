@@ -195,10 +195,17 @@ def _shape(shape):
     return "[" + ",".join("N" if d is None else str(d) for d in shape) + "]"
 
 
-def check_signatures(folder, functions, width, height, codes):
-    """Each loaded `serving_default` (kind: concrete function) matches the contract and
-    model.json: names, dtypes, ranks, sizes as declared, and as answered for one tile."""
+def serving_functions(folder, loaded, width, height, codes):
+    """{kind: its `serving_default`} of the loaded models (kind: object), each checked against
+    the contract and model.json: names, dtypes, ranks, sizes as declared, and as answered for
+    one tile."""
     import tensorflow as tf
+    functions = {}
+    for kind, obj in loaded.items():
+        signatures = getattr(obj, "signatures", {})
+        if "serving_default" not in signatures:
+            raise UserError(f"{os.path.join(folder, kind)}: no serving_default signature (see export_graphs.py)")
+        functions[kind] = signatures["serving_default"]
     expected = {"images": [None, height, width, 3], "z": [None, codes], "mean": [None, codes],
                 "log_var": [None, codes]}
     for kind, fn in functions.items():
@@ -206,7 +213,7 @@ def check_signatures(folder, functions, width, height, codes):
         input_name, output_names = SIGNATURES[kind]
         args, kwargs = fn.structured_input_signature
         outputs = fn.structured_outputs if isinstance(fn.structured_outputs, dict) else {}
-        declared = {f"input {n}": s for n, s in kwargs.items()}
+        declared = {f"input {n}": spec for n, spec in kwargs.items()}
         declared.update({f"output {n}": t for n, t in outputs.items()})
         wanted = {f"input {input_name}": expected[input_name]}
         wanted.update({f"output {n}": expected[n] for n in output_names})
@@ -218,7 +225,8 @@ def check_signatures(folder, functions, width, height, codes):
             dims = spec.shape.as_list() if spec.shape.rank is not None else None
             if spec.dtype != tf.float32 or dims is None or len(dims) != len(want) \
                     or any(d is not None and w is not None and d != w for d, w in zip(dims, want)):
-                raise UserError(f"{path}: {name} is {spec.dtype.name} {_shape(dims or [])}; expected float32 "
+                got = _shape(dims) if dims is not None else "of unknown rank"
+                raise UserError(f"{path}: {name} is {spec.dtype.name} {got}; expected float32 "
                                 f"{_shape(want)} for {width}x{height} tiles and {codes} codes (model.json)")
     # Declared shapes may leave sizes open: call each model once to see what it answers.
     probe = {"encoder": tf.fill([1, height, width, 3], 0.5), "decoder": tf.zeros([1, codes]),
@@ -227,9 +235,10 @@ def check_signatures(folder, functions, width, height, codes):
         input_name, output_names = SIGNATURES[kind]
         try:
             answer = fn(**{input_name: probe[kind]})
-        except tf.errors.OpError as e:
+        except (tf.errors.OpError, TypeError, ValueError) as e:
+            message = getattr(e, "message", str(e)).strip().splitlines()[0]
             raise UserError(f"{os.path.join(folder, kind)}: fails on one {_shape(probe[kind].shape)} input: "
-                            f"{e.message.splitlines()[0]}") from e
+                            f"{message}") from e
         for name in output_names:
             want = [1] + expected[name][1:]
             got = answer[name]
@@ -237,3 +246,4 @@ def check_signatures(folder, functions, width, height, codes):
                 raise UserError(f"{os.path.join(folder, kind)}: answers {input_name} {_shape(probe[kind].shape)} "
                                 f"with {name} {got.dtype.name} {_shape(got.shape)}; expected float32 {_shape(want)} "
                                 f"for {width}x{height} tiles and {codes} codes (model.json)")
+    return functions
