@@ -4,8 +4,8 @@ A SavedModel is a graph of TensorFlow ops, and some ops read and write files, ru
 (`PyFunc`, `EagerPyFunc`), start processes or reach the network. So every op in every graph and
 function of each SavedModel is compared with the ops that export_graphs.py itself writes, before
 TensorFlow loads it; model.json and embeddings.json are read as strict JSON and checked against
-each other; after loading, the signatures are checked against the contract and called once on
-a tiny batch. This module imports nothing of the project's model code, and TensorFlow only
+the models; after loading, the signatures are checked against the contract and each model is
+called once on one tile. This module imports nothing of the project's model code, and TensorFlow only
 inside the functions that need it, so that scripts' --help stays fast.
 """
 import json
@@ -24,9 +24,9 @@ ALLOWED_OPS = frozenset({
     "Sigmoid", "Squeeze", "StatefulPartitionedCall", "StridedSlice", "Sub",
 })
 # The saver that tf.saved_model.save adds: the graph's own nodes (variable handles, placeholders)
-# and the functions reachable only from them, which write and read checkpoints. TensorFlow 2's
-# loader never runs them (it restores variables with its own code), but TF1 tools would, so
-# they are allowed there and nowhere else: a SaveV2 in a signature could write any file.
+# and the functions reachable only from them, which write and read checkpoints. tf.saved_model.load
+# never runs them (it restores variables with its own code), so checkpoint I/O is allowed there
+# and nowhere else: a SaveV2 in a signature could write any file.
 SAVER_OPS = frozenset({
     "AssignVariableOp", "DisableCopyOnRead", "MergeV2Checkpoints", "Placeholder", "RestoreV2", "SaveV2",
     "Select", "ShardedFilename", "StaticRegexFullMatch", "StringJoin", "VarHandleOp", "VarIsInitializedOp",
