@@ -16,6 +16,7 @@ def main(argv):
                    help="distance at which the push away is half its weight (keeps it finite)")
     p.add_argument("--filters", type=int, default=32, help="feature maps at full resolution")
     p.add_argument("--blocks", type=int, default=4, help="residual blocks")
+    cli.unsafe_models_flag(p)
     args = p.parse_args(argv)
     check_positive(args, "steps", "batch-size", "log-every", "preview-every", "save-every", "filters", "blocks")
     cli.quiet_tensorflow()
@@ -32,7 +33,7 @@ def main(argv):
     training.set_precision(args.mixed_precision, args.xla)
     device.report(keras.mixed_precision.global_policy().name, args.xla, args.batch_size)
     with strategy.scope():
-        vae_models = export.Models(args.models)
+        vae_models = export.Models(args.models, unsafe=args.unsafe_models)
         if (vae_models.width, vae_models.height) != (width, height):
             raise cli.UserError(f"the models in {args.models} take {vae_models.width}x{vae_models.height} tiles, "
                                 f"the records hold {width}x{height}")

@@ -163,7 +163,7 @@ def check_output(input_path, output_path):
 def render_video(session, input_path, output_path, start=None, duration=None, crop="auto", inset=False,
                  audio_track=0, preset="veryfast", crf=18, codec_args=None, decoder_args=()):
     """Render one video; returns the measures and what was done."""
-    look, models = session.look, session.models
+    look = session.look
     meta = video.probe(input_path)
     check_output(input_path, output_path)
     check_span(meta, start, duration)
