@@ -171,3 +171,22 @@ def test_folder_resumes_after_interrupt(tmp_path, evaluated, folder_of_media):
     meta, frames = decode(out / "b.mp4")
     assert len(frames) == 600
     assert cv2.imread(str(out / "c.png")).shape == cv2.imread(str(folder_of_media / "c.jpg")).shape
+
+
+def test_report_shows_style_mixes(tmp_path, evaluated, media):
+    """With two image sources, evaluate_embeddings.py --report draws frames under their mixes."""
+    warm, warmer = tmp_path / "warm", tmp_path / "warmer"
+    warm.mkdir()
+    warmer.mkdir()
+    for i, painting in enumerate(sorted(media["paintings"].iterdir())):
+        shutil.copy(painting, (warm if i % 2 else warmer) / painting.name)
+    data = tmp_path / "data" / "tiles.tfrecord.gz"
+    run_script("extract_tiles.py", "--out", data, "--video", media["clip"], "--images", warm, "--images", warmer,
+               "--size", f"{TILE[0]}x{TILE[1]}", "--frame-step", 4)
+    models = tmp_path / "models"
+    shutil.copytree(evaluated["models"], models)
+    report = tmp_path / "report"
+    run_script("evaluate_embeddings.py", "--data", data, "--models", models, "--report", report)
+    picture = cv2.imread(str(report / "style_mixes.png"))
+    assert picture is not None and picture.shape[0] > 100 and picture.shape[1] > 300
+    assert picture.std() > 20  # frames, not a blank canvas
