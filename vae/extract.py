@@ -98,8 +98,10 @@ def video_tiles(path, size, frame_step, crop, sink):
     """Decode a video once, keeping every frame_step-th decoded frame of the picture as a player
     shows it (upright, square pixels, borders cut), and send its tiles to sink."""
     meta = video.probe(path)
-    meta.frames = video.count_frames(meta)
-    crop = video.resolve_crop(meta, crop)
+    with ThreadPoolExecutor(1) as pool:  # the exact count (for progress) while borders are found
+        counting = pool.submit(video.count_frames, meta)
+        crop = video.resolve_crop(meta, crop)
+        meta.frames = counting.result()
     name = source_name(path, "video")
     if crop != video.Crop():
         info(f"{name}: cropping borders {crop} (top,left,bottom,right) of {meta.width}x{meta.height}")
