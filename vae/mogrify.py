@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae import images, latent, measures, video
-from vae.cli import UserError, atomic_path, info, progress, warn
+from vae.cli import UserError, atomic_path, error_message, info, progress, warn
 from vae.pipeline import Consumer, Producer
 
 STILL_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -323,7 +323,8 @@ def render_folder(session, input_dir, output_dir, **video_options):
             options = video_options if kind_of(name) == "video" else {}
             result = render_any(session, os.path.join(input_dir, name), target, **options)
             summary["rendered"].append((name, result))
-        except UserError as e:
-            warn(f"{name}: failed: {e}")
-            summary["failed"].append((name, str(e)))
+        except Exception as e:  # one broken file must not stop the batch; Ctrl-C still does
+            why = error_message(e)
+            warn(f"{name}: failed: {why}")
+            summary["failed"].append((name, why))
     return summary
