@@ -14,17 +14,17 @@ from vae import records
 
 @pytest.mark.parametrize("size", [(320, 180), (96, 54), (64, 36), (50, 30)])
 def test_shapes(size):
-    from vae.model import build_vae
-    from vae.refiner import build_refiner
+    from vae.model import VAEConfig, build_vae
+    from vae.refiner import RefinerConfig, build_refiner
     width, height = size
-    vae = build_vae(height, width, codes=16)
+    vae = build_vae(VAEConfig(width, height, codes=16))
     x = np.random.default_rng(0).random((2, height, width, 3), np.float32)
     mean, log_var = vae.encoder(x)
     assert mean.shape == (2, 16) and log_var.shape == (2, 16)
     out = np.asarray(vae.decoder(mean))
     assert out.shape == (2, height, width, 3)
     assert out.min() >= 0 and out.max() <= 1
-    refined = np.asarray(build_refiner(height, width, filters=8, blocks=1)(x))
+    refined = np.asarray(build_refiner(RefinerConfig(width, height, filters=8, blocks=1))(x))
     assert refined.shape == (2, height, width, 3) and refined.min() >= 0 and refined.max() <= 1
 
 
@@ -72,6 +72,39 @@ def test_resume_continues(tmp_path, tiles):
     assert "nothing to do" in result.stderr
 
 
+OLD_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "old_run")
+
+
+def test_runs_from_before_the_training_skeleton_resume(tmp_path, tiles, exported):
+    """Checkpoints and config.json written by the code before training.run (tests/fixtures/old_run)."""
+    import shutil
+    import tensorflow as tf
+    data = str(tiles.parent / "*.tfrecord.gz")
+    vae = tmp_path / "vae"
+    shutil.copytree(os.path.join(OLD_RUN, "vae"), vae)
+    config = json.loads((vae / "config.json").read_text())
+    assert "filters" not in config  # the old format; the fixture was made with 4 filters a layer to stay small
+    (vae / "config.json").write_text(json.dumps({**config, "filters": [4] * 6}))
+    result = run_script("train_vae.py", "--data", data, "--logdir", vae, "--steps", 8, "--batch-size", 8,
+                        "--codes", 8, "--log-every", 1)
+    assert "resumed" in result.stderr and "at step 6" in result.stderr
+    reader = tf.train.load_checkpoint(str(vae / "checkpoints"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 8
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 8
+    run_script("export_graphs.py", "--vae", vae, "--out", tmp_path / "models")
+    assert json.loads((tmp_path / "models" / "model.json").read_text())["vae_step"] == 8
+    refiner = tmp_path / "refiner"
+    shutil.copytree(os.path.join(OLD_RUN, "refiner"), refiner)
+    result = run_script("train_refiner.py", "--data", data, "--models", exported["models"], "--logdir", refiner,
+                        "--steps", 6, "--filters", 2, "--blocks", 1, "--batch-size", 8, "--identity-steps", 2)
+    assert "resumed" in result.stderr and "at step 4" in result.stderr
+    assert tf.train.load_checkpoint(str(refiner / "checkpoints")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 6
+    # A resumed run that would change the architecture is refused, naming the setting.
+    result = run_script("train_refiner.py", "--data", data, "--models", exported["models"], "--logdir", refiner,
+                        "--steps", 7, "--filters", 3, "--blocks", 1, check=False)
+    assert_one_line_error(result, "filters")
+
+
 LOAD_ALONE = textwrap.dedent("""
     import sys
     import numpy as np
@@ -92,8 +125,8 @@ LOAD_ALONE = textwrap.dedent("""
 
 def test_export_loads_without_project_code(tmp_path, exported):
     import tensorflow as tf
-    from vae.model import build_vae
-    from vae.refiner import build_refiner
+    from vae.model import VAEConfig, build_vae
+    from vae.refiner import RefinerConfig, build_refiner
     meta = json.loads((exported["models"] / "model.json").read_text())
     assert (meta["width"], meta["height"], meta["codes"], meta["vae_step"], meta["refiner_step"]) == (64, 36, 32, 60, 20)
     x = np.random.default_rng(3).random((5, 36, 64, 3), np.float32)
@@ -103,9 +136,9 @@ def test_export_loads_without_project_code(tmp_path, exported):
                     str(tmp_path / "out.npz")], check=True, cwd=tmp_path, capture_output=True)
     got = np.load(tmp_path / "out.npz")
     # The same checkpoints restored into freshly built models give the same numbers.
-    vae = build_vae(36, 64, 32)
+    vae = build_vae(VAEConfig(64, 36, 32))
     tf.train.Checkpoint(model=vae).restore(tf.train.latest_checkpoint(str(exported["vae"] / "checkpoints"))).expect_partial()
-    refiner = build_refiner(36, 64)
+    refiner = build_refiner(RefinerConfig(64, 36))
     tf.train.Checkpoint(model=refiner).restore(
         tf.train.latest_checkpoint(str(exported["refiner"] / "checkpoints"))).expect_partial()
     mean, log_var = vae.encoder(x, training=False)

@@ -21,10 +21,21 @@ def info(message):
     print(message, file=sys.stderr, flush=True)
 
 
+class _DefaultsOnce(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help once, and only when there is a default to show:
+    not for required options, flags, or help that already names its default."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        if (action.default in (None, False, [], argparse.SUPPRESS) or action.required or "default" in help
+                or not action.option_strings):
+            return help
+        return help + " (default: %(default)s)"
+
+
 def parser(description):
     """An argument parser whose --help shows every default."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=_DefaultsOnce)
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
 
