@@ -204,6 +204,77 @@ def test_two_workers_train_together(tmp_path, tiles):
     assert not [p for p in os.listdir(logdir) if p.startswith(".")]  # the other worker's saves are gone
 
 
+def worker_env(cluster, index):
+    return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+
+
+def test_two_workers_with_their_own_logdirs(tmp_path, tiles):
+    """Machines without shared storage: each worker its own logdir, the second one not there yet."""
+    data = str(tiles.parent / "*.tfrecord.gz")
+    logdirs = [tmp_path / "chief" / "vae", tmp_path / "other" / "new" / "vae"]
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    for steps in (4, 6):  # the second run resumes: the other worker takes the chief's state
+        procs = [start("train_vae.py", "--data", data, "--logdir", logdirs[i], "--steps", steps, "--batch-size", 8,
+                       "--codes", 16, "--log-every", 2, "--preview-every", 100, "--save-every", 100,
+                       env=worker_env(cluster, i)) for i in range(2)]
+        for proc, log in procs:
+            proc.wait(timeout=300)
+            log.seek(0)
+            text = log.read()
+            assert proc.returncode == 0, text
+        assert checkpoint_step(logdirs[0]) == steps
+    assert [s for s, _ in event_scalars(logdirs[0])["loss"]] == [2, 4, 6]  # no gap, no repeat across the runs
+    assert not os.path.exists(logdirs[1] / "checkpoints")  # only the chief's logdir holds what users see
+    assert not [p for p in os.listdir(logdirs[1]) if p.startswith(".")]
+
+
+def test_lost_worker_is_named(tmp_path, tiles):
+    data = str(tiles.parent / "*.tfrecord.gz")
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    procs = [start("train_vae.py", "--data", data, "--logdir", tmp_path / f"vae{i}", "--steps", 100000,
+                   "--batch-size", 8, "--codes", 16, "--log-every", 1, "--preview-every", 100000,
+                   "--save-every", 100000, env=worker_env(cluster, i)) for i in range(2)]
+    (chief, log), (other, _) = procs
+    try:
+        wait_for(log, chief, r"steps:", timeout=240)
+        time.sleep(2)
+        other.kill()
+        chief.wait(timeout=120)
+        log.seek(0)
+        stderr = log.read()
+        assert chief.returncode not in (0, None)
+        assert "Traceback" not in stderr and "grpc" not in stderr.lower(), stderr
+        errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, stderr
+        assert "worker 1" in errors[0] and cluster["worker"][1] in errors[0], errors[0]
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_worker_waiting_for_a_peer_says_so_and_stops(tmp_path, tiles, signum):
+    data = str(tiles.parent / "*.tfrecord.gz")
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    proc, log = start("train_vae.py", "--data", data, "--logdir", tmp_path / "vae", "--steps", 5,
+                      env=worker_env(cluster, 0))
+    try:
+        wait_for(log, proc, r"waiting for worker 1 at " + re.escape(cluster["worker"][1]), timeout=120)
+        sent = time.time()
+        proc.send_signal(signum)
+        proc.wait(timeout=30)
+        assert time.time() - sent < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log.seek(0)
+    stderr = log.read()
+    assert proc.returncode != 0 and "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "worker 1 at " + cluster["worker"][1] in errors[0], stderr
+
+
 def test_mirrored_strategy_on_logical_cpus(tmp_path, tiles):
     data = str(tiles.parent / "*.tfrecord.gz")
     result = run_script("train_vae.py", "--data", data, "--logdir", tmp_path / "vae", "--steps", 4, "--batch-size", 8,

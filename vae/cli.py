@@ -49,8 +49,9 @@ def detach_python_stderr():
 
 
 @contextlib.contextmanager
-def parked_stderr():
-    """Hold back what C++ code prints to file descriptor 2; show it only if the block fails."""
+def parked_stderr(show_on_error=True):
+    """Hold back what C++ code prints to file descriptor 2; show it only if the block fails
+    (and show_on_error)."""
     detach_python_stderr()
     sys.stderr.flush()
     saved = os.dup(2)
@@ -60,8 +61,9 @@ def parked_stderr():
             yield
         except BaseException:
             os.dup2(saved, 2)
-            parked.seek(0)
-            sys.stderr.write(parked.read().decode("utf-8", "replace"))
+            if show_on_error:
+                parked.seek(0)
+                sys.stderr.write(parked.read().decode("utf-8", "replace"))
             raise
         finally:
             os.dup2(saved, 2)

@@ -6,6 +6,7 @@ Steps count optimizer updates. A run continues from the latest checkpoint in its
 stops at the total step asked for; SIGINT or SIGTERM saves a checkpoint at the step reached
 and exits; a non-finite loss stops the run without saving, so the last good checkpoint stays.
 """
+import contextlib
 import dataclasses
 import glob
 import json
@@ -408,11 +409,16 @@ def run(args, spec):
         bad_step.assign(tf.where((failed > 0) & (bad_step == 0), step, bad_step))
 
     manager = checkpoint_manager(args.logdir, checkpoint, step, strategy, chief)
+    multi_worker = bool(os.environ.get("TF_CONFIG"))
+    # A lost peer makes every collective print gRPC's errors from C++; the one line we print
+    # below says what happened (--debug shows them).
+    quiet = parked_stderr(show_on_error=args.debug) if multi_worker else contextlib.nullcontext()
     try:
-        return _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer, trainer, batches,
+        with quiet:
+            return _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer, trainer, batches,
                      distributed_step, preview, net)
     except tf.errors.OpError as e:
-        if os.environ.get("TF_CONFIG") and isinstance(e, (tf.errors.UnavailableError, tf.errors.CancelledError,
+        if multi_worker and isinstance(e, (tf.errors.UnavailableError, tf.errors.CancelledError,
                                                            tf.errors.DeadlineExceededError,
                                                            tf.errors.InternalError, tf.errors.AbortedError)):
             raise lost_peers_error(e) from e
