@@ -1,9 +1,14 @@
 # make demo: the whole pipeline on synthetic media at a small size, on the CPU, in minutes.
 # make test: the test suite. Both create .venv and install requirements.txt when needed.
+# GPU=1 (make demo GPU=1): install TensorFlow with its CUDA libraries, for an NVIDIA card on Linux.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+GPU ?=
+# requirements.txt stays the CPU default; the GPU build adds the CUDA extra on the same command line,
+# so pip resolves one TensorFlow for both. A stamp of its own makes GPU=1 after a CPU install reinstall.
+TF_REQUIREMENT := $(if $(filter 1,$(GPU)),'tensorflow[and-cuda]')
+STAMP := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu)
 DEMO := demo
 DEMO_SIZE ?= 64x36
 DEMO_STEPS ?= 800
@@ -14,7 +19,7 @@ DEMO_REFINER_STEPS ?= 200
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt $(TF_REQUIREMENT)
 	touch $@
 
 test: $(STAMP)

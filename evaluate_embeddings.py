@@ -15,7 +15,8 @@ def main(argv):
     args = p.parse_args(argv)
     cli.quiet_tensorflow()
     cli.raise_on_sigterm()
-    from vae import export, latent, records
+    from vae import device, export, latent, records
+    device.report()
     files = records.find_files(args.data)
     size = records.tile_size(files)
     models = export.Models(args.models)

@@ -14,7 +14,8 @@ def main(argv):
     cli.quiet_tensorflow()
     cli.raise_on_sigterm()
     import tensorflow as tf
-    from vae import export, model, refiner, training
+    from vae import device, export, model, refiner, training
+    device.report()
 
     def restore(logdir, net):
         latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))

@@ -1,46 +1,113 @@
 #!/usr/bin/env python3
-"""Re-render a video so that its latent codes drift toward a painting style, sound included."""
-from vae import cli
+"""Re-render a video, a photo or a folder of both so that its latent codes drift toward a
+painting style, sound included."""
+import json
+import os
+
+from vae import cli, codecs
 
 
 def main(argv):
     p = cli.parser(__doc__)
-    p.add_argument("input", help="the video to re-render")
-    p.add_argument("output", help="the MP4 to write")
+    p.add_argument("input", help="a video, an image, or a folder of them")
+    p.add_argument("output", help="an MP4 for a video, a .png or .jpg for an image, a folder for a folder")
     p.add_argument("--models", required=True, help="folder written by export_graphs.py and evaluate_embeddings.py")
-    p.add_argument("--style", help="source to move toward (default: the image source with the most tiles)")
-    p.add_argument("--alpha", type=float, default=0.25, help="how much of the input's own mean code to remove")
-    p.add_argument("--beta", type=float, default=0.5, help="how much of the style's mean code to add")
+    p.add_argument("--style", action="append", metavar="NAME[:WEIGHT]",
+                   help="source to move toward, repeatable to mix (weights normalised to sum 1); "
+                        "default: the image source with the most tiles")
+    p.add_argument("--alpha", default="0.25",
+                   help="how much of the input's own mean code to remove: a number or keyframes SECONDS=VALUE,...")
+    p.add_argument("--beta", default="0.5",
+                   help="how much of the style's mean code to add: a number or keyframes SECONDS=VALUE,...")
+    p.add_argument("--detail", type=float, default=0.0,
+                   help="how much of the input's own picture to keep at full resolution (0: the original look, "
+                        "1: sharp, the shift as an edit of the input)")
     p.add_argument("--smooth", type=float, default=0.2, help="weight of the previous output frame (0: none)")
+    p.add_argument("--start", type=float, help="render from this many seconds into the input")
+    p.add_argument("--duration", type=float, help="render this many seconds")
     p.add_argument("--batch-size", type=int, help="frames per model call (default: 64 on a GPU, 16 on a CPU)")
     p.add_argument("--crop", default="auto", help="auto (remove black borders), none, or TOP,LEFT,BOTTOM,RIGHT")
     p.add_argument("--inset", action="store_true", help="show the original frame small in a corner")
     p.add_argument("--no-audio", action="store_true", help="leave the input's audio out")
+    p.add_argument("--audio-track", type=int, default=0, help="which audio track to carry, from 0")
+    p.add_argument("--stats", metavar="FILE.json", help="also write the measures as JSON")
     p.add_argument("--preset", default="veryfast",
                    help="x264 preset: slower ones make smaller files but take CPU from the models")
-    p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (0-51)")
+    p.add_argument("--crf", type=int, default=18, help="quality, lower is better (0-51; x264's -crf, NVENC's -cq)")
+    p.add_argument("--encoder", default="auto", choices=codecs.ENCODERS,
+                   help="H.264 encoder: auto takes h264_nvenc (the NVIDIA card) when a trial frame encodes, "
+                        "else libx264 on the CPU")
+    p.add_argument("--decoder", default="auto", choices=codecs.DECODERS,
+                   help="video decoder: auto decodes on the NVIDIA card (-hwaccel cuda) when ffmpeg can open it, "
+                        "else on the CPU")
     args = p.parse_args(argv)
     if not 0 <= args.smooth < 1:
         raise cli.UserError("--smooth must be at least 0 and below 1")
+    if not args.detail >= 0:
+        raise cli.UserError(f"--detail {args.detail}: must be at least 0")
     if args.batch_size is not None and args.batch_size < 1:
         raise cli.UserError("--batch-size must be at least 1")
+    if args.audio_track < 0:
+        raise cli.UserError("--audio-track counts from 0")
+    if args.stats and not os.path.isdir(os.path.dirname(os.path.abspath(args.stats))):
+        raise cli.UserError(f"--stats {args.stats}: its folder does not exist")
+    codec_args, encoder_note = codecs.pick_encoder(args.encoder, args.crf, args.preset)
+    decoder_args = codecs.decoder_args(args.decoder)
     cli.quiet_tensorflow()
     cli.raise_on_sigterm()
-    from vae import export, latent, mogrify, video
+    from vae import device, export, latent, mogrify, video
+    batch_size = args.batch_size or mogrify.default_batch_size()
+    device.report(batch_size=batch_size)
+    if encoder_note:
+        cli.info(encoder_note)
+    look = mogrify.Look(latent.Strength(args.alpha, "--alpha"), latent.Strength(args.beta, "--beta"),
+                        args.detail, args.smooth, args.style)
     crop = video.parse_crop(args.crop)
-    video.probe(args.input)  # a bad input fails before the models load
+    folder = os.path.isdir(args.input)
+    if not folder and not os.path.exists(args.input):
+        raise cli.UserError(f"{args.input}: no such file")
+    if not folder and mogrify.kind_of(args.input) != "image":
+        video.probe(args.input)  # a bad input fails before the models load
     models = export.Models(args.models)
     sources = latent.load_embeddings(args.models, models.codes)
-    result = mogrify.mogrify(args.input, args.output, models, sources, args.style, args.alpha, args.beta,
-                             args.smooth, args.batch_size, crop, args.inset, not args.no_audio,
-                             args.preset, args.crf)
+    session = mogrify.Session(models, sources, look, batch_size)
+    options = dict(start=args.start, duration=args.duration, crop=crop, inset=args.inset,
+                   audio_track=None if args.no_audio else args.audio_track, preset=args.preset, crf=args.crf,
+                   codec_args=codec_args, decoder_args=decoder_args)
+    if folder:
+        summary = mogrify.render_folder(session, args.input, args.output, **options)
+        for name, result in summary["rendered"]:
+            report(f"{name}: ", result)
+        print(f"{len(summary['rendered'])} rendered, {len(summary['skipped'])} skipped (output exists), "
+              f"{len(summary['failed'])} failed")
+        for name, why in summary["failed"]:
+            print(f"  failed: {name}: {why}")
+        if args.stats:
+            write_stats(args.stats, {name: result for name, result in summary["rendered"]})
+        return 1 if summary["failed"] else 0
+    result = mogrify.render_any(session, args.input, args.output, **options)
     width, height = result["size"]
-    print(f"wrote {args.output}: {width - width % 2}x{height - height % 2}, styled toward {result['style']!r}")
-    if "ssim" in result:
-        before, after, ssim = result["input_distance"], result["output_distance"], result["ssim"]
-        print(f"palette distance to {result['style']!r} (mean Lab colour): input {before:.1f}, output {after:.1f} "
-              f"({100 * (before - after) / max(before, 1e-9):+.0f}% closer); structural similarity to input {ssim:.2f}")
+    print(f"wrote {args.output}: {width}x{height}, {result['frames']} frame(s), styled toward {result['style']!r}")
+    report("", result)
+    if args.stats:
+        write_stats(args.stats, result)
     return 0
+
+
+def report(prefix, result):
+    if "structure" in result:
+        print(f"{prefix}structure {result['structure']:.2f} (SSIM of output to input, 1 = same shapes)")
+    if "palette_before" in result:
+        before, after = result["palette_before"], result["palette_after"]
+        print(f"{prefix}palette distance to {result['style']!r} (mean Lab colour): input {before:.1f}, "
+              f"output {after:.1f} ({100 * (before - after) / max(before, 1e-9):+.0f}% closer)")
+    if "flicker" in result:
+        print(f"{prefix}flicker {result['flicker']:.2f} (1 = as steady as the input)")
+
+
+def write_stats(path, result):
+    with cli.atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(result, f, indent=2)
 
 
 if __name__ == "__main__":

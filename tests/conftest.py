@@ -91,3 +91,37 @@ def exported(tiles, tmp_path_factory):
                "--steps", 20, "--identity-steps", 10, "--batch-size", 16, "--log-every", 5)
     run_script("export_graphs.py", "--vae", root / "vae", "--refiner", root / "refiner", "--out", root / "models")
     return {"root": root, "models": root / "models", "vae": root / "vae", "refiner": root / "refiner", "data": data}
+
+
+@pytest.fixture(scope="session")
+def evaluated(exported, tmp_path_factory):
+    """The exported models with embeddings.json, and the report pictures."""
+    report = tmp_path_factory.mktemp("report")
+    result = run_script("evaluate_embeddings.py", "--data", exported["data"], "--models", exported["models"],
+                        "--report", report)
+    return {**exported, "report": report, "stdout": result.stdout}
+
+
+def decode(path, size=None):
+    """(VideoInfo, uint8 frames) of a video decoded independently, as shown, at `size` or its own."""
+    from vae import video
+    import numpy as np
+    meta = video.probe(str(path))
+    frames = [f.image for f in video.read_frames(meta, size or (meta.width, meta.height), video.Crop())]
+    return meta, np.stack(frames)
+
+
+def expected_first_frame(models_dir, frame, alpha, beta, source="clip", style="paintings", style_mean=None):
+    """The contract's formula for one tile, computed with the exported models called directly."""
+    import json
+    import numpy as np
+    import tensorflow as tf
+    embeddings = json.loads((models_dir / "embeddings.json").read_text())["sources"]
+    loaded = {k: tf.saved_model.load(str(models_dir / k)) for k in ("encoder", "decoder", "refiner")}
+    x = tf.constant(frame[None].astype(np.float32) / 255)
+    z = loaded["encoder"].signatures["serving_default"](images=x)["mean"]
+    style_mean = np.float32(embeddings[style]["mean"]) if style_mean is None else np.float32(style_mean)
+    z = z - alpha * np.float32(embeddings[source]["mean"]) + beta * style_mean
+    out = loaded["decoder"].signatures["serving_default"](z=z)["images"]
+    out = loaded["refiner"].signatures["serving_default"](images=out)["images"].numpy()[0]
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -11,22 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, TILE, assert_one_line_error, run_script
+from conftest import ROOT, TILE, assert_one_line_error, decode, expected_first_frame, run_script
 from vae import manifest, records, synthetic, video
-
-
-@pytest.fixture(scope="session")
-def evaluated(exported, tmp_path_factory):
-    report = tmp_path_factory.mktemp("report")
-    result = run_script("evaluate_embeddings.py", "--data", exported["data"], "--models", exported["models"],
-                        "--report", report)
-    return {**exported, "report": report, "stdout": result.stdout}
-
-
-def decode(path):
-    meta = video.probe(str(path))
-    frames = np.stack([f for _, f in video.read_frames(meta, (meta.width, meta.height), video.Crop())])
-    return meta, frames
 
 
 def test_embeddings_are_source_means(evaluated):
@@ -65,19 +51,6 @@ def test_report_pictures(evaluated):
     assert "sprite.png" in (projector / "projector_config.pbtxt").read_text()
 
 
-def expected_first_frame(models_dir, frame, alpha, beta, source="clip", style="paintings"):
-    """The contract's formula, computed with the exported models called directly."""
-    import tensorflow as tf
-    embeddings = json.loads((models_dir / "embeddings.json").read_text())["sources"]
-    loaded = {k: tf.saved_model.load(str(models_dir / k)) for k in ("encoder", "decoder", "refiner")}
-    x = tf.constant(frame[None].astype(np.float32) / 255)
-    z = loaded["encoder"].signatures["serving_default"](images=x)["mean"]
-    z = z - alpha * np.float32(embeddings[source]["mean"]) + beta * np.float32(embeddings[style]["mean"])
-    out = loaded["decoder"].signatures["serving_default"](z=z)["images"]
-    out = loaded["refiner"].signatures["serving_default"](images=out)["images"].numpy()[0]
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 def test_mogrify_end_to_end(tmp_path, evaluated, media):
     out = tmp_path / "styled.mp4"
     result = run_script("mogrify_video.py", media["clip"], out, "--models", evaluated["models"],
@@ -89,7 +62,7 @@ def test_mogrify_end_to_end(tmp_path, evaluated, media):
     assert (meta.width, meta.height) == (160, 70)  # the 10-pixel bars cropped away
     assert meta.has_audio
     # The first frame is the formula applied by the exported models, scaled to the output size.
-    tile = next(video.read_frames(video.probe(media["clip"]), TILE, video.Crop(10, 0, 10, 0)))[1]
+    tile = next(video.read_frames(video.probe(media["clip"]), TILE, video.Crop(10, 0, 10, 0))).image
     expected = cv2.resize(expected_first_frame(evaluated["models"], tile, 0.5, 1.0), (160, 70),
                           interpolation=cv2.INTER_CUBIC)
     unshifted = cv2.resize(expected_first_frame(evaluated["models"], tile, 0.0, 0.0), (160, 70),
@@ -97,9 +70,11 @@ def test_mogrify_end_to_end(tmp_path, evaluated, media):
     error = np.abs(frames[0].astype(int) - expected).mean()
     assert error < 4, error
     assert error < 0.5 * np.abs(frames[0].astype(int) - unshifted).mean()
-    # The palette report: input and output distances to the style, and SSIM.
+    # The measures: input and output distances to the style, structure and flicker.
     line = next(text for text in result.stdout.splitlines() if text.startswith("palette distance"))
-    assert "input" in line and "output" in line and "structural similarity" in line
+    assert "input" in line and "output" in line
+    assert any(text.startswith("structure ") for text in result.stdout.splitlines())
+    assert any(text.startswith("flicker ") for text in result.stdout.splitlines())
 
 
 def test_mogrify_smoothing_and_unknown_source(tmp_path, evaluated, media):

@@ -95,21 +95,24 @@ def source_name(path, kind):
 
 
 def video_tiles(path, size, frame_step, crop, sink):
-    """Decode a video once, keeping every frame_step-th frame, and send its tiles to sink."""
+    """Decode a video once, keeping every frame_step-th decoded frame of the picture as a player
+    shows it (upright, square pixels, borders cut), and send its tiles to sink."""
     meta = video.probe(path)
+    meta.frames = video.count_frames(meta)
     crop = video.resolve_crop(meta, crop)
     name = source_name(path, "video")
     if crop != video.Crop():
         info(f"{name}: cropping borders {crop} (top,left,bottom,right) of {meta.width}x{meta.height}")
     count = 0
-    with progress(total=meta.frames_estimate // frame_step + 1, desc=f"{name} frames", unit="tile") as bar:
-        for number, frame in video.read_frames(meta, size, crop, frame_step, keep_aspect=True):
-            sink(frame, name, "video", number)
+    about = "" if meta.frames else ", about"
+    with progress(total=(meta.frames_estimate - 1) // frame_step + 1, desc=f"{name} frames{about}", unit="tile") as bar:
+        for frame in video.read_frames(meta, size, crop, frame_step, keep_aspect=True):
+            sink(frame.image, name, "video", frame.index)
             count += 1
             bar.update(1)
     if count == 0:
         raise UserError(f"{path}: no frames could be decoded")
-    info(f"{name}: {count} tiles from about {meta.frames_estimate} frames")
+    info(f"{name}: {count} tiles from {'' if meta.frames else 'about '}{meta.frames_estimate} frames")
     return {"name": name, "kind": "video", "path": os.path.abspath(path), "count": count,
             "crop": str(crop)}
 

@@ -38,9 +38,9 @@ def loss_curve(logdir, path):
 def frame_at(path, index):
     from vae import video
     meta = video.probe(path)
-    for number, frame in video.read_frames(meta, (meta.width, meta.height)):
-        if number == index:
-            return frame
+    for frame in video.read_frames(meta, (meta.width, meta.height)):
+        if frame.index == index:
+            return frame.image
     raise ValueError(f"{path} has no frame {index}")
 
 

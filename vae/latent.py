@@ -87,13 +87,82 @@ def load_embeddings(models_dir, codes):
     return sources
 
 
-def pick_style(sources, name=None):
-    """The named source, or by default the image source with the most tiles."""
-    if name is None:
+def _known(sources):
+    return ", ".join(sorted(sources))
+
+
+def parse_style(text, sources):
+    """`NAME` or `NAME:WEIGHT` -> (name, weight). A name that itself holds a colon still works:
+    the whole text is tried as a name first."""
+    if text in sources:
+        return text, 1.0
+    name, colon, weight = text.rpartition(":")
+    if colon and name in sources:
+        try:
+            value = float(weight)
+        except ValueError:
+            value = None
+        if value is None or not np.isfinite(value) or value < 0:
+            raise UserError(f"--style {text!r}: the weight must be a number of at least 0")
+        return name, value
+    raise UserError(f"unknown --style {text!r}; known sources: {_known(sources)}")
+
+
+def mix_styles(sources, styles=None):
+    """The style as (label, mean code, mean Lab colour or None): the weighted average of the
+    named sources (weights normalised to sum 1), or by default the image source with the most
+    tiles."""
+    if not styles:
         candidates = [n for n, e in sources.items() if e["kind"] == "images"]
         if not candidates:
-            raise UserError(f"no image source to take a style from; give --style (known: {', '.join(sorted(sources))})")
-        return max(candidates, key=lambda n: sources[n]["count"])
-    if name not in sources:
-        raise UserError(f"unknown --style {name!r}; known sources: {', '.join(sorted(sources))}")
-    return name
+            raise UserError(f"no image source to take a style from; give --style (known: {_known(sources)})")
+        styles = [max(candidates, key=lambda n: sources[n]["count"])]
+    weights = {}
+    for text in styles:
+        name, weight = parse_style(text, sources)
+        weights[name] = weights.get(name, 0.0) + weight
+    total = sum(weights.values())
+    if total <= 0:
+        raise UserError(f"--style weights are all zero; known sources: {_known(sources)}")
+    mean = sum(w / total * np.asarray(sources[n]["mean"], np.float64) for n, w in weights.items())
+    labs = [sources[n].get("lab_mean") for n in weights]
+    lab = None if None in labs else sum(w / total * np.asarray(sources[n]["lab_mean"], np.float64)
+                                        for n, w in weights.items())
+    label = " + ".join(n if len(weights) == 1 else f"{n}:{w / total:.2f}" for n, w in weights.items())
+    return label, mean.astype(np.float32), lab
+
+
+class Strength:
+    """--alpha or --beta: a number, or keyframes `SECONDS=VALUE,...` in increasing time, linear in
+    between and held beyond the ends."""
+
+    def __init__(self, text, name="--beta"):
+        self.text = str(text)
+        times, values = [], []
+        try:
+            if "=" not in self.text:
+                times, values = [0.0], [float(self.text)]
+            else:
+                for pair in self.text.split(","):
+                    time, value = pair.split("=")
+                    times.append(float(time))
+                    values.append(float(value))
+        except ValueError:
+            raise UserError(f"{name} {self.text!r}: give a number or keyframes SECONDS=VALUE,... "
+                            "(for example 0=0,4=1.2,10=0.5)") from None
+        if not all(np.isfinite(times + values)):
+            raise UserError(f"{name} {self.text!r}: times and values must be finite numbers")
+        if any(b <= a for a, b in zip(times, times[1:])):
+            raise UserError(f"{name} {self.text!r}: keyframe times must increase, each time once")
+        self.times, self.values = np.array(times, np.float64), np.array(values, np.float64)
+
+    def at(self, seconds):
+        """The value at each of `seconds` (from the input's start), as float32."""
+        return np.interp(np.asarray(seconds, np.float64), self.times, self.values).astype(np.float32)
+
+    @property
+    def constant(self):
+        return len(self.values) == 1
+
+    def __str__(self):
+        return self.text

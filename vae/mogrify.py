@@ -1,145 +1,235 @@
-"""Re-rendering a video with its codes shifted toward a style, streamed and batched.
+"""Re-rendering videos, stills and folders with their codes shifted toward a style.
 
-Per frame: z = mean(encoder(frame)) - alpha * mean_source + beta * mean_style, decoded, refined,
-blended with the previous output frame, scaled back to the cropped input size. ffmpeg decodes
-and scales the input to tile size in one thread, the models run on whole batches in one
-tf.function call, and another thread smooths, measures and feeds the encoder, so the models
-never wait on I/O and the video is never held in memory.
+Every frame, at tile size (the contract's formula):
+
+    z     = mean(encoder(frame))
+    shift = -alpha * mean_source + beta * mean_style       (alpha, beta at the frame's time)
+    part  = render(z + shift) - detail * render(z)
+    part' = smooth * part'(previous frame) + (1 - smooth) * part
+    out   = resize(part', output size) + detail * frame    (frame at its own resolution)
+
+One tf.function runs the models on whole batches, the per-frame alpha and beta passed in as
+tensors. ffmpeg decodes (and for `--detail`, also hands over the full-size frame from the same
+decode) in one thread; another thread smooths, adds the detail in OpenCV at full size, measures
+and feeds the encoder; so the models never wait on I/O and the video is never held in memory.
 """
+import concurrent.futures
 import dataclasses
 import os
+import time
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
-from vae import latent, video
-from vae.cli import UserError, atomic_path, info, progress
+from vae import images, latent, measures, video
+from vae.cli import UserError, atomic_path, info, progress, warn
 from vae.pipeline import Consumer, Producer
 
+STILL_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
+                    ".gif", ".wmv", ".flv", ".3gp", ".mxf", ".dv", ".ogv")
 
-def batched(frames, batch_size):
-    batch = []
-    for _, frame in frames:
-        batch.append(frame)
-        if len(batch) == batch_size:
-            yield np.stack(batch)
-            batch = []
-    if batch:
-        yield np.stack(batch)
+
+@dataclasses.dataclass
+class Look:
+    """What the user asked for, the same for every file of a run."""
+    alpha: latent.Strength
+    beta: latent.Strength
+    detail: float = 0.0
+    smooth: float = 0.2
+    styles: list = None  # --style texts; None: the largest image source
+
+
+def to_uint8(images_01):
+    return (np.clip(images_01, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def default_batch_size():
     return 64 if tf.config.list_physical_devices("GPU") else 16
 
 
-def video_mean_code(models, meta, crop, batch_size, samples=200):
-    """The input's own mean code, from up to `samples` frames spread over the clip."""
-    step = max(1, meta.frames_estimate // samples)
-    total, count = 0.0, 0
-    size = (models.width, models.height)
-    for batch in batched(video.read_frames(meta, size, crop, step), batch_size):
-        mean, _ = models.encode(tf.cast(batch, tf.float32) / 255.0)
-        total += mean.numpy().sum(0, dtype=np.float64)
-        count += len(batch)
-    if count == 0:
-        raise UserError(f"{meta.path}: no frames could be decoded")
-    return (total / count).astype(np.float32)
+def make_render(models, source_mean, style_mean, detail):
+    """The batched model step: uint8 frames and per-frame alpha, beta in; float `part` out.
 
-
-def make_shifted_render(models, shift):
-    """One tf.function per batch: uint8 frames in, shifted, decoded, refined float frames out."""
-    shift = tf.constant(shift, tf.float32)
+    With detail the unshifted codes are rendered in the same call (one batch of twice the
+    size), so the models run once per batch whatever the settings.
+    """
+    source_mean = tf.constant(source_mean, tf.float32)
+    style_mean = tf.constant(style_mean, tf.float32)
     spec = tf.TensorSpec([None, models.height, models.width, 3], tf.uint8)
+    strength = tf.TensorSpec([None], tf.float32)
 
-    @tf.function(input_signature=[spec])
-    def render(frames):
-        mean, _ = models.encode(tf.cast(frames, tf.float32) / 255.0)
-        return models.render(mean + shift)
+    @tf.function(input_signature=[spec, strength, strength])
+    def render(frames, alpha, beta):
+        z, _ = models.encode(tf.cast(frames, tf.float32) / 255.0)
+        shifted = z - alpha[:, None] * source_mean + beta[:, None] * style_mean
+        if not detail:
+            return models.render(shifted)
+        both = models.render(tf.concat([shifted, z], 0))
+        n = tf.shape(z)[0]
+        return both[:n] - detail * both[n:]
 
     return render
 
 
-@dataclasses.dataclass
-class Palette:
-    """Running measures on every `every`-th frame (uint8): colour distance of input and output
-    to the style (mean Lab), and SSIM of output to input. Sampling keeps the CPU for the models."""
-    style_lab: np.ndarray
-    every: int = 4
-    frames: int = 0
-    measured: int = 0
-    input_distance: float = 0.0
-    output_distance: float = 0.0
-    ssim: float = 0.0
-
-    def add(self, inputs, outputs):
-        first = (-self.frames) % self.every
-        self.frames += len(inputs)
-        inputs, outputs = inputs[first::self.every], outputs[first::self.every]
-        if not len(inputs):
-            return
-        for i, o in zip(inputs, outputs):
-            self.input_distance += float(np.linalg.norm(latent.mean_lab(i) - self.style_lab))
-            self.output_distance += float(np.linalg.norm(latent.mean_lab(o) - self.style_lab))
-        size = min(11, inputs.shape[1], inputs.shape[2])
-        self.ssim += float(tf.reduce_sum(tf.image.ssim(outputs, inputs, max_val=255, filter_size=size)))
-        self.measured += len(inputs)
-
-    def summary(self):
-        n = max(1, self.measured)
-        return self.input_distance / n, self.output_distance / n, self.ssim / n
+def compose(part, detail, full=None, size=None):
+    """`out = resize(part, size) + detail * full`, uint8; with detail 0 the tile itself (ffmpeg
+    scales it up in the encoder's process)."""
+    if not detail:
+        return to_uint8(part)
+    h, w = full.shape[:2]
+    up = cv2.resize(np.ascontiguousarray(part * 255, np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    out = cv2.scaleAdd(full.astype(np.float32), detail, up)  # in place of NumPy: threaded, no temporaries
+    np.clip(out, 0, 255, out=out)
+    return (out + 0.5).astype(np.uint8)
 
 
-def mogrify(input_path, output_path, models, sources, style=None, alpha=0.25, beta=0.5, smooth=0.2,
-            batch_size=None, crop="auto", inset=False, audio=True, preset="veryfast", crf=18):
-    """Render input_path to output_path; returns a dict of what was done and measured."""
-    meta = video.probe(input_path)
-    same_file = os.path.exists(output_path) and os.path.samefile(input_path, output_path)
-    if same_file or os.path.abspath(input_path) == os.path.abspath(output_path):
+def even(frame):
+    h, w = frame.shape[:2]
+    return frame[:h - h % 2, :w - w % 2]
+
+
+class Session:
+    """The models and embeddings of one run, loaded once for every file rendered."""
+
+    def __init__(self, models, sources, look, batch_size=None):
+        self.models, self.sources, self.look = models, sources, look
+        self.batch_size = batch_size or default_batch_size()
+        self.style, self.style_mean, self.style_lab = latent.mix_styles(sources, look.styles)
+        self._renders = {}
+
+    @property
+    def tile_size(self):
+        return self.models.width, self.models.height
+
+    def render_fn(self, source_mean):
+        """The batched step for one source mean, traced once and reused while the mean stays
+        (a folder of clips of one trained source traces once)."""
+        key = source_mean.tobytes()
+        if key not in self._renders:
+            self._renders = {key: make_render(self.models, source_mean, self.style_mean, self.look.detail)}
+        return self._renders[key]
+
+    def source_mean(self, path, own_mean):
+        """The trained source named by the file's stem, or else the input's own mean code."""
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in self.sources:
+            return np.asarray(self.sources[stem]["mean"], np.float32), f"trained source {stem!r}"
+        info(f"{stem} is not a trained source: its own mean code stands in for it")
+        return own_mean(), "its own frames"
+
+    def encode_mean(self, tiles):
+        total, count = 0.0, 0
+        for batch in tiles:
+            mean, _ = self.models.encode(tf.cast(batch, tf.float32) / 255.0)
+            total += mean.numpy().sum(0, dtype=np.float64)
+            count += len(batch)
+        return None if count == 0 else (total / count).astype(np.float32)
+
+
+def batched(frames, batch_size):
+    batch = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def check_span(meta, start, duration):
+    if start is not None and start < 0:
+        raise UserError(f"--start {start}: must be at least 0")
+    if duration is not None and duration <= 0:
+        raise UserError(f"--duration {duration}: must be above 0")
+    if start and meta.duration and start >= meta.duration:
+        raise UserError(f"{meta.path}: --start {start} is past its end ({meta.duration:.2f} s)")
+
+
+def check_output(input_path, output_path):
+    same = os.path.exists(output_path) and os.path.samefile(input_path, output_path)
+    if same or os.path.abspath(input_path) == os.path.abspath(output_path):
         raise UserError(f"{output_path}: that is the input; give another output name")
-    style = latent.pick_style(sources, style)
-    crop = video.resolve_crop(meta, crop)
-    batch_size = batch_size or default_batch_size()
-    stem = os.path.splitext(os.path.basename(input_path))[0]
-    if stem in sources:
-        source_mean, source_label = np.asarray(sources[stem]["mean"], np.float32), f"trained source {stem!r}"
-    else:
-        info(f"{stem} is not a trained source: measuring its own mean code first")
-        source_mean, source_label = video_mean_code(models, meta, crop, batch_size), "its own frames"
-    shift = latent.shift_vector(source_mean, sources[style]["mean"], alpha, beta)
-    render = make_shifted_render(models, shift)
-    out_size = crop.size_of(meta.width, meta.height)
-    palette = Palette(np.asarray(sources[style]["lab_mean"], np.float32)) if "lab_mean" in sources[style] else None
-    info(f"{meta.path}: {meta.width}x{meta.height} at {float(meta.fps):.3g} fps, crop {crop}, "
-         f"shift from {source_label} toward {style!r} (alpha {alpha}, beta {beta})")
 
-    previous, frames_done = None, 0
+
+def render_video(session, input_path, output_path, start=None, duration=None, crop="auto", inset=False,
+                 audio_track=0, preset="veryfast", crf=18, codec_args=None, decoder_args=()):
+    """Render one video; returns the measures and what was done."""
+    look, models = session.look, session.models
+    meta = video.probe(input_path)
+    check_output(input_path, output_path)
+    check_span(meta, start, duration)
+    if audio_track is not None and meta.has_audio and audio_track >= len(meta.audio_codecs):
+        raise UserError(f"{input_path}: --audio-track {audio_track}, but it has {len(meta.audio_codecs)} "
+                        f"audio track(s), counted from 0")
+    crop = video.resolve_crop(meta, crop)
+    cw, ch = crop.size_of(meta.width, meta.height)
+    span = dict(start=start, duration=duration)
+
+    def own_mean():
+        estimate = meta.frames_estimate if duration is None else duration * float(meta.fps)
+        step = max(1, int(estimate) // 200)  # up to 200 frames spread over the span
+        frames = video.read_frames(meta, session.tile_size, crop, step, **span)
+        mean = session.encode_mean(np.stack([f.image for f in batch]) for batch in batched(frames, session.batch_size))
+        if mean is None:
+            raise UserError(f"{input_path}: no frames could be decoded")
+        return mean
+
+    source_mean, source_label = session.source_mean(input_path, own_mean)
+    render = session.render_fn(source_mean)
+    estimate = meta.frames_estimate if duration is None else max(1, round(duration * float(meta.fps)))
+    every = max(8, estimate // 300)  # frames between measured ones: a few hundred samples at most
+    full = 1 if look.detail else every
+    frame_size = (cw - cw % 2, ch - ch % 2) if look.detail else session.tile_size
+    info(f"{meta.path}: {meta.width}x{meta.height} as shown at {float(meta.fps):.3g} fps, crop {crop}, "
+         f"shift from {source_label} toward {session.style!r} (alpha {look.alpha}, beta {look.beta}, "
+         f"detail {look.detail})")
+    counting = None
+    if start is None and duration is None:  # the exact count for the progress bar, found meanwhile
+        counting = concurrent.futures.ThreadPoolExecutor(1).submit(video.count_frames, meta)
+    meter = measures.Measures(session.style_lab)
+    state = {"previous": None, "frames": 0, "first": None, "last": None}
+    bar = progress(total=estimate, desc="frames, about", unit="frame")
 
     def finish_batch(item):
-        nonlocal previous, frames_done
-        inputs, outputs = item
-        smoothed = np.empty_like(outputs)
-        for i, frame in enumerate(outputs):
-            previous = frame if previous is None else smooth * previous + (1 - smooth) * frame
-            smoothed[i] = previous
-        frames = (np.clip(smoothed, 0, 1) * 255 + 0.5).astype(np.uint8)
-        for frame in frames:
-            writer.write(frame)
-        if palette is not None:
-            palette.add(inputs, frames)
-        bar.update(len(outputs))
-        frames_done += len(outputs)
+        frames, parts = item
+        for frame, part in zip(frames, parts):
+            previous = state["previous"]
+            previous = part if previous is None else look.smooth * previous + (1 - look.smooth) * part
+            state["previous"] = previous
+            sampled = frame.index % every == 0
+            out = compose(previous, look.detail, frame.full)
+            out = even(out) if look.detail else out
+            writer.write(out, frame.time, frame.duration)
+            small = out if not look.detail else cv2.resize(out, session.tile_size, interpolation=cv2.INTER_AREA)
+            meter.add_frame(frame.image, small, sampled)
+            if sampled and frame.full is not None:
+                shown = even(frame.full)
+                big = out if look.detail else cv2.resize(out, shown.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+                meter.add_structure(shown, big)
+            state["first"] = frame.time if state["first"] is None else state["first"]
+            state["last"] = frame.time + frame.duration
+        state["frames"] += len(frames)
+        if counting is not None and counting.done() and counting.result() and bar.desc != "frames":
+            bar.total, bar.desc = counting.result(), "frames"
+        bar.update(len(frames))
 
-    frames = video.read_frames(meta, (models.width, models.height), crop)
+    began = time.perf_counter()
+    reader_frames = video.read_frames(meta, session.tile_size, crop, full=full, input_args=decoder_args, **span)
     with atomic_path(output_path, suffix=".mp4") as tmp:
-        reader = Producer(batched(frames, batch_size))
-        writer = video.VideoWriter(tmp, (models.width, models.height), meta.fps, out_size, source=input_path,
-                                   audio=audio and meta.has_audio, inset=crop if inset else None, preset=preset,
-                                   crf=crf)
+        reader = Producer(batched(reader_frames, session.batch_size))
+        writer = video.VideoWriter(tmp, frame_size, meta.fps, (cw, ch), source=meta,
+                                   audio_track=audio_track if meta.has_audio else None,
+                                   inset=crop if inset else None, preset=preset, crf=crf, span=(start, duration),
+                                   codec_args=codec_args)
         finisher = Consumer(finish_batch)
-        bar = progress(total=meta.frames_estimate, desc="frames", unit="frame")
         try:
-            for batch in reader:
-                finisher.put((batch, render(batch).numpy()))
+            for frames in reader:
+                seconds = [f.time - meta.start for f in frames]  # keyframes count from the input's start
+                parts = render(np.stack([f.image for f in frames]), look.alpha.at(seconds), look.beta.at(seconds))
+                finisher.put((frames, parts.numpy()))
             finisher.finish()
             writer.close()
         except BaseException:
@@ -149,7 +239,85 @@ def mogrify(input_path, output_path, models, sources, style=None, alpha=0.25, be
         finally:
             reader.close()
             bar.close()
-    result = {"frames": frames_done, "style": style, "size": out_size}
-    if palette is not None:
-        result["input_distance"], result["output_distance"], result["ssim"] = palette.summary()
-    return result
+    if state["frames"] == 0:
+        raise UserError(f"{input_path}: no frames could be decoded" + (" in that span" if start or duration else ""))
+    seconds = state["last"] - state["first"]
+    return {"frames": state["frames"], "seconds": round(seconds, 6), **meter.summary(), "style": session.style,
+            "size": [cw - cw % 2, ch - ch % 2], "render_seconds": round(time.perf_counter() - began, 3)}
+
+
+def render_still(session, input_path, output_path):
+    """Render one image at its own size through the same step as video frames."""
+    look = session.look
+    check_output(input_path, output_path)
+    image = images.load_rgb(input_path)
+    if image is None:
+        raise UserError(f"{input_path}: not a readable image")
+    tile = cv2.resize(image, session.tile_size, interpolation=cv2.INTER_AREA)
+    source_mean, _ = session.source_mean(input_path, lambda: session.encode_mean([tile[None]]))
+    render = session.render_fn(source_mean)
+    part = render(tile[None], look.alpha.at([0.0]), look.beta.at([0.0])).numpy()[0]
+    h, w = image.shape[:2]
+    out = compose(part, look.detail, image) if look.detail else cv2.resize(
+        to_uint8(part), (w, h), interpolation=cv2.INTER_CUBIC)
+    meter = measures.Measures(session.style_lab)
+    meter.add_frame(tile, cv2.resize(out, session.tile_size, interpolation=cv2.INTER_AREA), True)
+    meter.add_structure(image, out)
+    extension = os.path.splitext(output_path)[1].lower()
+    if extension not in (".png", ".jpg", ".jpeg"):
+        raise UserError(f"{output_path}: an image is written as .png or .jpg")
+    ok, data = cv2.imencode(extension, cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UserError(f"{output_path}: OpenCV could not encode it")
+    with atomic_path(output_path, suffix=extension) as tmp, open(tmp, "wb") as f:
+        f.write(data.tobytes())
+    return {"frames": 1, "seconds": 0.0, **meter.summary(), "style": session.style, "size": [w, h]}
+
+
+def kind_of(path):
+    extension = os.path.splitext(path)[1].lower()
+    if extension in STILL_EXTENSIONS:
+        return "image"
+    if extension in VIDEO_EXTENSIONS:
+        return "video"
+    return None
+
+
+def render_any(session, input_path, output_path, **video_options):
+    if kind_of(input_path) == "image":
+        return render_still(session, input_path, output_path)
+    if kind_of(output_path) == "image":
+        raise UserError(f"{output_path}: a video is rendered to an .mp4 file")
+    return render_video(session, input_path, output_path, **video_options)
+
+
+def render_folder(session, input_dir, output_dir, **video_options):
+    """Every video and image directly inside input_dir into output_dir under its own stem.
+
+    Outputs that exist already are skipped, so a stopped batch resumes; a file that fails is
+    reported and the others go on. Returns {"rendered": [...], "skipped": [...], "failed": [(name, why)]}.
+    """
+    if os.path.abspath(input_dir) == os.path.abspath(output_dir):
+        raise UserError(f"{output_dir}: that is the input folder; give another output folder")
+    names = sorted(n for n in os.listdir(input_dir)
+                   if not n.startswith(".") and os.path.isfile(os.path.join(input_dir, n)) and kind_of(n))
+    if not names:
+        raise UserError(f"{input_dir}: no videos or images directly inside it")
+    summary = {"rendered": [], "skipped": [], "failed": []}
+    for number, name in enumerate(names, 1):
+        stem = os.path.splitext(name)[0]
+        target = os.path.join(output_dir, stem + (".mp4" if kind_of(name) == "video" else ".png"))
+        head = f"[{number}/{len(names)}] {name}"
+        if os.path.exists(target):
+            info(f"{head}: skipped, {target} exists")
+            summary["skipped"].append(name)
+            continue
+        info(f"{head} -> {target}")
+        try:
+            options = video_options if kind_of(name) == "video" else {}
+            result = render_any(session, os.path.join(input_dir, name), target, **options)
+            summary["rendered"].append((name, result))
+        except UserError as e:
+            warn(f"{name}: failed: {e}")
+            summary["failed"].append((name, str(e)))
+    return summary

@@ -82,7 +82,7 @@ def write_report(folder, models, sources, samples, codes, style=None):
     written.append("salted.png")
 
     # Shift sweep: frames of each non-style source under growing alpha/beta.
-    style = latent.pick_style(sources, style)
+    style = latent.mix_styles(sources, [style] if style else None)[0]
     rows, labels = [], []
     for name in names:
         if name == style:
@@ -97,6 +97,26 @@ def write_report(folder, models, sources, samples, codes, style=None):
         save(grid_figure(rows, labels, [f"α={a} β={b}" for a, b in SWEEP], title=f"shift toward {style!r}"),
              os.path.join(folder, "shift_sweep.png"))
         written.append("shift_sweep.png")
+
+    # Style mixing: frames of the first video source under blends of the first two image sources.
+    painted = [n for n in names if sources[n]["kind"] == "images"][:2]
+    filmed = [n for n in names if sources[n]["kind"] == "video"][:1]
+    if len(painted) == 2 and filmed:
+        mixes = [1.0, 0.75, 0.5, 0.25, 0.0]
+        mean, _ = models.encode(samples[filmed[0]][:4])
+        rows = []
+        for i in range(len(mean)):
+            row = []
+            for w in mixes:
+                style_mean = latent.mix_styles(sources, [f"{painted[0]}:{w}", f"{painted[1]}:{1 - w}"])[1]
+                row.append(models.render(mean[i:i + 1] + latent.shift_vector(sources[filmed[0]]["mean"], style_mean,
+                                                                             *SWEEP[-1])).numpy()[0])
+            rows.append(row)
+        save(grid_figure(rows, [f"{filmed[0]} #{i}" for i in range(len(rows))],
+                         [f"{painted[0]} {w:.2f}\n{painted[1]} {1 - w:.2f}" for w in mixes],
+                         title=f"style mixes (α={SWEEP[-1][0]} β={SWEEP[-1][1]})"),
+             os.path.join(folder, "style_mixes.png"))
+        written.append("style_mixes.png")
 
     # 2-D PCA of all codes, coloured by source, means marked.
     all_codes = codes["codes"]

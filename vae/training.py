@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae import images, records, video
+from vae import device, images, records, video
 from vae.cli import UserError, info, parked_stderr, progress
 
 
@@ -377,6 +377,7 @@ def run(args, spec):
     config = run_config(spec, args, width, height)
     keras.utils.set_random_seed(args.seed)
     set_precision(args.mixed_precision)
+    device.report(keras.mixed_precision.global_policy().name, args.xla, args.batch_size)
     with strategy.scope():
         net = spec.build(config, args)
         optimizer = make_optimizer(args.learning_rate)
@@ -416,11 +417,11 @@ def run(args, spec):
     try:
         with quiet:
             return _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer, trainer, batches,
-                     distributed_step, preview, net)
+                         distributed_step, preview, net)
     except tf.errors.OpError as e:
         if multi_worker and isinstance(e, (tf.errors.UnavailableError, tf.errors.CancelledError,
-                                                           tf.errors.DeadlineExceededError,
-                                                           tf.errors.InternalError, tf.errors.AbortedError)):
+                                           tf.errors.DeadlineExceededError, tf.errors.InternalError,
+                                           tf.errors.AbortedError)):
             raise lost_peers_error(e) from e
         raise
     finally:
@@ -443,6 +444,7 @@ def _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer,
         info(f"{args.logdir} is already at step {start} (asked for {args.steps}): nothing to do")
         return 0
     writer = tf.summary.create_file_writer(args.logdir) if chief else tf.summary.create_noop_writer()
+    device.write_summary(writer, start + 1)  # the run's device on record beside its curves
     iterator = iter(strategy.experimental_distribute_dataset(batches))
     window_steps, window_start = 0, time.perf_counter()
     status = 0
