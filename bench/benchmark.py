@@ -24,7 +24,7 @@ cli.quiet_tensorflow()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vae import export, latent, mogrify, model, refiner, synthetic, video  # noqa: E402
+from vae import export, latent, mogrify, model, refiner, synthetic, training, video  # noqa: E402
 
 
 def forward_flops(keras_model):
