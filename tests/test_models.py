@@ -47,28 +47,29 @@ def test_training_logs_and_loss_falls(exported):
     assert event_images(exported["refiner"])["preview"] == [20]
 
 
-def test_resume_continues(tmp_path, tiles):
+def test_resume_continues(tmp_path, tiles, exported):
+    """The shared run (60 steps, scalars every 5) continued to 70 with scalars every step."""
+    import shutil
+    import tensorflow as tf
     data = str(tiles.parent / "*.tfrecord.gz")
     logdir = tmp_path / "vae"
+    shutil.copytree(exported["vae"], logdir)
     args = ["--data", data, "--logdir", logdir, "--batch-size", 16, "--codes", 32, "--log-every", 1,
             "--save-every", 100, "--preview-every", 100]
-    run_script("train_vae.py", *args, "--steps", 15)
-    import tensorflow as tf
-    first = tf.train.load_checkpoint(str(logdir / "checkpoints"))
-    assert first.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 15
-    result = run_script("train_vae.py", *args, "--steps", 25)
-    assert "resumed" in result.stderr and "step 15" in result.stderr
-    second = tf.train.load_checkpoint(str(logdir / "checkpoints"))
-    assert second.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 25
-    iterations = [k for k in second.get_variable_to_shape_map() if "optimizer" in k and "iteration" in k]
-    assert iterations and second.get_tensor(iterations[0]) == 25  # Adam's state continued, not restarted
+    before = dict(event_scalars(logdir)["loss"])
+    result = run_script("train_vae.py", *args, "--steps", 70)
+    assert "resumed" in result.stderr and "step 60" in result.stderr
+    reader = tf.train.load_checkpoint(str(logdir / "checkpoints"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 70
+    iterations = [k for k in reader.get_variable_to_shape_map() if "optimizer" in k and "iteration" in k]
+    assert iterations and reader.get_tensor(iterations[0]) == 70  # Adam's state continued, not restarted
     losses = dict(event_scalars(logdir)["loss"])
-    assert sorted(losses) == list(range(1, 26))  # no gap, no repeat, stops exactly at 25
-    # The resumed run starts from the trained weights: its first loss is near step 15's, far below step 1's.
-    assert losses[16] < 0.8 * losses[1]
-    assert abs(losses[16] - losses[15]) < 0.5 * (losses[1] - losses[15])
-    # A third run with the same total has nothing left to do.
-    result = run_script("train_vae.py", *args, "--steps", 25)
+    assert sorted(losses) == list(range(5, 61, 5)) + list(range(61, 71))  # no gap, no repeat, stops at 70
+    # The resumed run starts from the trained weights: its first loss is near step 60's, far below step 5's.
+    assert losses[61] < 0.8 * before[5]
+    assert abs(losses[61] - before[60]) < 0.5 * (before[5] - before[60])
+    # A further run with the same total has nothing left to do.
+    result = run_script("train_vae.py", *args, "--steps", 70)
     assert "nothing to do" in result.stderr
 
 

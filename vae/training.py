@@ -62,10 +62,22 @@ def config_path(logdir):
     return os.path.join(logdir, "config.json")
 
 
-def config_from_json(config_class, stored):
-    """The dataclass from config.json's fields; fields it lacks (older runs) keep their defaults."""
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields})
+def config_from_json(config_class, stored, path):
+    """The dataclass from config.json's fields; fields it lacks (older runs) keep their defaults.
+    Each value must have its field's type: the file is data, and nothing in it is run."""
+    values = {}
+    for field in dataclasses.fields(config_class):
+        if field.name not in stored:
+            continue
+        value, kind = stored[field.name], field.type
+        expected, ok = {int: ("a whole number", lambda v: type(v) is int and v >= 0),
+                        float: ("a number", lambda v: type(v) in (int, float)),
+                        tuple: ("a list of positive whole numbers",
+                                lambda v: isinstance(v, list) and all(type(x) is int and x > 0 for x in v))}[kind]
+        if not ok(value):
+            raise UserError(f"{path}: {field.name} must be {expected}, not {value!r}")
+        values[field.name] = tuple(value) if kind is tuple else value
+    return config_class(**values)
 
 
 def load_config(logdir, spec):
@@ -73,11 +85,14 @@ def load_config(logdir, spec):
     path = config_path(logdir)
     if not os.path.isfile(path):
         raise UserError(f"{logdir}: no training run here (no config.json); train first")
-    with open(path) as f:
-        stored = json.load(f)
-    if stored.get("model") != spec.name:
-        raise UserError(f"{logdir}: not a {spec.name} training run (it holds a {stored.get('model')!r} run)")
-    return config_from_json(spec.config_class, stored)
+    try:
+        with open(path) as f:
+            stored = json.load(f)
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})")
+    if not isinstance(stored, dict) or stored.get("model") != spec.name:
+        raise UserError(f"{logdir}: not a {spec.name} training run")
+    return config_from_json(spec.config_class, stored, path)
 
 
 def run_config(spec, args, width, height):
