@@ -289,7 +289,7 @@ def test_worker_waiting_for_a_peer_says_so_and_stops(tmp_path, tiles, signum):
 def test_mirrored_strategy_on_logical_cpus(tmp_path, tiles):
     data = str(tiles.parent / "*.tfrecord.gz")
     result = run_script("train_vae.py", "--data", data, "--logdir", tmp_path / "vae", "--steps", 4, "--batch-size", 8,
-                        "--codes", 16, "--cpu-replicas", 2)
+                        "--codes", 16, "--cpu-replicas", 2, "--cache-gb", 0)
     assert "2 replica(s)" in result.stderr
     assert checkpoint_step(tmp_path / "vae") == 4
     assert all(np.isfinite(v) for _, v in event_scalars(tmp_path / "vae")["loss"])

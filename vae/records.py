@@ -318,7 +318,7 @@ def training_dataset(files, size, batch_size, seed=None, cache_gb=None):
         ds = tiles.shuffle(2048, seed=seed).concatenate(
             tiles.shuffle(max(known, 2048), seed=seed, reshuffle_each_iteration=True).repeat())
     else:
-        ds = tiles.repeat().shuffle(2048, seed=seed)
+        ds = tiles.shuffle(2048, seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(batch_size, drop_remainder=True)
     options = tf.data.Options()
     # Workers split batches, not files: one record file must still feed every worker.
