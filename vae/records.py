@@ -187,8 +187,7 @@ def read_records(path, chunk=1 << 20):
     """Yield the serialized records of a gzip TFRecord file in order, checking every CRC;
     raise Damaged where the file stops being readable.
 
-    Plain Python and zlib, which decompresses outside the GIL: tf.data runs one of these per
-    shard in parallel, and it finds a damaged tail while streaming, with no counting pass.
+    Plain Python and zlib, without TensorFlow's start-up: for the few records previews need.
     """
     count, buffer = 0, bytearray()
     inflater = zlib.decompressobj(31)  # 31: a gzip header and trailer around the deflate stream
@@ -263,29 +262,44 @@ def default_cache_gb():
 _warned = set()
 
 
-def _stream(path, batch=32):
-    """Serialized records of one file in lists of `batch`, for tf.data; a damaged tail is warned
-    about once and the records before it are used."""
-    path = path.decode() if isinstance(path, bytes) else path
-    records = []
-    try:
-        for record in read_records(path):
-            records.append(record)
-            if len(records) == batch:
-                yield records
-                records = []
-    except Damaged as e:
-        if path not in _warned:
-            _warned.add(path)
-            warn(f"{path}: truncated or corrupt after {e.count} records; training on those")
-    if records:
-        yield records
+def _check_end(path, count, consumed):
+    """At the end of a file's records in tf.data: a clean end has consumed as many bytes as the
+    gzip trailer says the file holds; anything else means the reader stopped at damage."""
+    path = path.numpy().decode()
+    if consumed.numpy() % (1 << 32) != _gzip_size(path) and path not in _warned:
+        _warned.add(path)
+        warn(f"{path}: truncated or corrupt after {count.numpy()} records; training on those")
+    return True
+
+
+def _file_records(path):
+    """One file's serialized records as tf.data reads them natively (gzip inflated in C++, one
+    thread per file), stopping at damage, which _check_end reports once."""
+    import tensorflow as tf
+    end = tf.data.Dataset.from_tensors((tf.constant(b""), True))
+    marked = tf.data.TFRecordDataset(path, compression_type=COMPRESSION).ignore_errors()
+    marked = marked.map(lambda r: (r, False)).concatenate(end)
+
+    def count(state, item):
+        record, last = item
+        state = (state[0] + tf.cast(tf.logical_not(last), tf.int64),
+                 state[1] + tf.where(last, tf.constant(0, tf.int64), tf.cast(tf.strings.length(record), tf.int64) + 16))
+        return state, (record, last, state[0], state[1])
+
+    def report(record, last, n, consumed):
+        checked = tf.cond(last, lambda: tf.py_function(_check_end, [path, n, consumed], tf.bool),
+                          lambda: tf.constant(True))
+        return record, tf.logical_and(checked, tf.logical_not(last))
+
+    marked = marked.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count).map(report)
+    return marked.filter(lambda record, keep: keep).map(lambda record, keep: record)
 
 
 def training_dataset(files, size, batch_size, seed=None, cache_gb=None):
     """Endless shuffled batches of uint8 tiles [B,H,W,3] for training.
 
-    The files (shards or not) are read in parallel, one stream per core. Decoded tiles are
+    The files (shards or not) are read in parallel, one stream per core; a damaged tail is found
+    where the stream reaches it, with a warning, and the records before it are used. Decoded tiles are
     cached in memory when the data fits in `cache_gb` (default: half the free memory; 0:
     stream every epoch): the first epoch streams and fills the cache, the later ones are
     shuffled whole from memory.
@@ -299,17 +313,16 @@ def training_dataset(files, size, batch_size, seed=None, cache_gb=None):
     budget = (default_cache_gb() if cache_gb is None else cache_gb) * (1 << 30)
     parallel = min(len(files), os.cpu_count() or 2)
 
-    def read(path):
-        return tf.data.Dataset.from_generator(_stream, args=(path,),
-                                              output_signature=tf.TensorSpec([None], tf.string))
-
     def decode(serialized):
         raw = tf.io.parse_example(serialized, {"raw": tf.io.FixedLenFeature([], tf.string)})["raw"]
         return tf.reshape(tf.io.decode_raw(raw, tf.uint8), [-1, height, width, 3])
 
-    tiles = tf.data.Dataset.from_tensor_slices(files).interleave(
-        read, cycle_length=parallel, num_parallel_calls=parallel, deterministic=False)
-    tiles = tiles.map(decode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if len(files) == 1:  # interleave's hand-over costs a single stream time and buys nothing
+        tiles = _file_records(tf.constant(files[0]))
+    else:
+        tiles = tf.data.Dataset.from_tensor_slices(files).interleave(
+            _file_records, cycle_length=parallel, num_parallel_calls=parallel, deterministic=False)
+    tiles = tiles.batch(64).map(decode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     if 0 < estimate <= budget:
         tiles = tiles.cache()
         known = sum(c for c in counts if c is not None) if None not in counts else 100_000
