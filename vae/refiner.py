@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from vae import training
+from vae import export, training
 from vae.cli import UserError
 from vae.model import crop_to
 
@@ -73,7 +73,6 @@ class Spec(training.Spec):
                                    away_weight=args.away_weight, away_margin=args.away_margin)
 
     def build(self, config, args):
-        from vae import export
         self.vae = export.Models(args.models)
         if (self.vae.width, self.vae.height) != (config.width, config.height):
             raise UserError(f"the models in {args.models} take {self.vae.width}x{self.vae.height} tiles, "

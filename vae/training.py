@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -288,7 +289,6 @@ class Previews:
 
     def write_progress_video(self):
         """All previews so far as a short MP4, two frames a second (the original's touch)."""
-        import cv2
         paths = sorted(glob.glob(os.path.join(self.folder, "step_*.png")))
         frames = [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in paths]
         frames = [f for f in frames if f.shape == frames[-1].shape]
