@@ -24,7 +24,7 @@ cli.quiet_tensorflow()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vae import export, latent, mogrify, model, refiner, synthetic, training, video  # noqa: E402
+from vae import export, images, latent, mogrify, model, refiner, synthetic, training, video  # noqa: E402
 
 
 def forward_flops(keras_model):
@@ -237,7 +237,7 @@ def serial_rate(models, clip, out, frames):
             mean = encode(images=tf.constant(tile[None].astype(np.float32) / 255))["mean"]
             image = refine(images=decode(z=mean)["images"])["images"].numpy()[0]
             big = cv2.resize(image, (meta.width, meta.height), interpolation=cv2.INTER_CUBIC)
-            writer.write((np.clip(big, 0, 1) * 255 + 0.5).astype(np.uint8))
+            writer.write(images.to_uint8(big))
             count += 1
     return count / (time.perf_counter() - start)
 

@@ -55,7 +55,7 @@ def test_resume_continues(tmp_path, tiles, exported):
     logdir = tmp_path / "vae"
     shutil.copytree(exported["vae"], logdir)
     args = ["--data", data, "--logdir", logdir, "--batch-size", 16, "--codes", 32, "--log-every", 1,
-            "--save-every", 100, "--preview-every", 100]
+            "--save-every", 100, "--preview-every", 100, "--cache-gb", 1]  # tiles from memory after epoch 1
     before = dict(event_scalars(logdir)["loss"])
     result = run_script("train_vae.py", *args, "--steps", 70)
     assert "resumed" in result.stderr and "step 60" in result.stderr
