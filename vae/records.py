@@ -272,13 +272,17 @@ def _check_end(path, count, consumed):
     return True
 
 
+def _not_last(record):
+    return record, False
+
+
 def _file_records(path):
     """One file's serialized records as tf.data reads them natively (gzip inflated in C++, one
     thread per file), stopping at damage, which _check_end reports once."""
     import tensorflow as tf
     end = tf.data.Dataset.from_tensors((tf.constant(b""), True))
     marked = tf.data.TFRecordDataset(path, compression_type=COMPRESSION).ignore_errors()
-    marked = marked.map(lambda r: (r, False)).concatenate(end)
+    marked = marked.map(_not_last).concatenate(end)
 
     def count(state, item):
         record, last = item
@@ -291,8 +295,14 @@ def _file_records(path):
                           lambda: tf.constant(True))
         return record, tf.logical_and(checked, tf.logical_not(last))
 
+    def kept(record, keep):
+        return keep
+
+    def record_only(record, keep):
+        return record
+
     marked = marked.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count).map(report)
-    return marked.filter(lambda record, keep: keep).map(lambda record, keep: record)
+    return marked.filter(kept).map(record_only)
 
 
 def training_dataset(files, size, batch_size, seed=None, cache_gb=None):
