@@ -464,7 +464,7 @@ def _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer,
     window_steps, window_start = 0, time.perf_counter()
     status = 0
 
-    def check_finite(current):
+    def check_finite():
         bad = int(bad_step.numpy())
         if bad:
             diverged(args.logdir, f"the loss became non-finite at step {bad}")
@@ -477,8 +477,11 @@ def _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer,
             bar.update(1)
             stopping = stop.signum is not None  # read once: a signal may land mid-iteration
             last = current == args.steps or stopping
-            if current % args.log_every == 0 or last:
-                check_finite(current)
+            log, show, save = (current % every == 0 or last
+                               for every in (args.log_every, args.preview_every, args.save_every))
+            if log or show or save:  # on every worker alike: the flag is the same on all
+                check_finite()
+            if log:
                 elapsed = time.perf_counter() - window_start
                 # The only place the losses come to the host: the trackers' means since the last log.
                 means = {m.name: float(m.result()) for m in trainer.metrics}
@@ -492,11 +495,9 @@ def _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer,
                     m.reset_state()
                 bar.set_postfix(loss=f"{means['loss']:.4g}", refresh=False)
                 window_steps, window_start = 0, time.perf_counter()
-            if chief and (current % args.preview_every == 0 or last):
-                check_finite(current)
+            if chief and show:
                 preview(current, writer)
-            if current % args.save_every == 0 or last:
-                check_finite(current)
+            if save:
                 if not bool(_all_finite(net.weights)):
                     diverged(args.logdir, f"the weights became non-finite at step {current}")
                 manager.save(checkpoint_number=current)
