@@ -13,6 +13,9 @@ DEMO := demo
 DEMO_SIZE ?= 64x36
 DEMO_STEPS ?= 800
 DEMO_REFINER_STEPS ?= 200
+# --detail 1 puts back at full resolution everything the small autoencoder loses, so the shift
+# recolours and textures the clip while its shapes stay sharp (see demo/look/ for 0, 0.5 and 1).
+DEMO_DETAIL ?= 1
 
 .PHONY: demo test bench clean
 
@@ -38,9 +41,12 @@ demo: $(STAMP)
 		--steps $(DEMO_REFINER_STEPS) --identity-steps 50 --batch-size 32 --filters 16 --blocks 2 --preview-every 100
 	$(PY) export_graphs.py --vae $(DEMO)/log/vae --refiner $(DEMO)/log/refiner --out $(DEMO)/models
 	$(PY) evaluate_embeddings.py --data '$(DEMO)/data/*.tfrecord.gz' --models $(DEMO)/models --report $(DEMO)/report
-	$(PY) mogrify_video.py $(DEMO)/media/clip.mp4 $(DEMO)/styled.mp4 --models $(DEMO)/models --alpha 0.5 --beta 1.0 --inset
-	$(PY) -m vae.figures --logdir $(DEMO)/log/vae --before $(DEMO)/media/clip.mp4 --after $(DEMO)/styled.mp4 \
+	$(PY) mogrify_video.py $(DEMO)/media/clip.mp4 $(DEMO)/styled.mp4 --models $(DEMO)/models --alpha 0.5 --beta 1.0 \
+		--detail $(DEMO_DETAIL) --inset --stats $(DEMO)/styled.json
+	$(PY) -m vae.figures training --logdir $(DEMO)/log/vae --before $(DEMO)/media/clip.mp4 --after $(DEMO)/styled.mp4 \
 		--out $(DEMO)/pictures
+	$(PY) -m vae.figures look --input $(DEMO)/media/clip.mp4 --models $(DEMO)/models --work $(DEMO)/renders \
+		--out $(DEMO)/look --frame 100
 	@echo
 	@echo "demo done:"
 	@echo "  styled video      $(DEMO)/styled.mp4 (with the input's sound and the original in the corner)"
@@ -48,6 +54,7 @@ demo: $(STAMP)
 	@echo "  training previews $(DEMO)/log/vae/previews/ and $(DEMO)/log/vae/progress.mp4"
 	@echo "  report pictures   $(DEMO)/report/"
 	@echo "  loss, before/after $(DEMO)/pictures/"
+	@echo "  the look          $(DEMO)/look/look.png and measures.md (--detail 0, 0.5, 1)"
 	@echo "  curves            $(VENV)/bin/tensorboard --logdir $(DEMO)/log"
 
 clean:

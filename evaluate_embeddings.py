@@ -12,6 +12,7 @@ def main(argv):
     p.add_argument("--report", help="folder for the report pictures")
     p.add_argument("--style", help="style source for the shift sweep (default: the largest image source)")
     p.add_argument("--samples", type=int, default=6, help="tiles per source in the pictures")
+    cli.unsafe_models_flag(p)
     args = p.parse_args(argv)
     cli.quiet_tensorflow()
     cli.raise_on_sigterm()
@@ -19,7 +20,7 @@ def main(argv):
     device.report()
     files = records.find_files(args.data)
     size = records.tile_size(files)
-    models = export.Models(args.models)
+    models = export.Models(args.models, unsafe=args.unsafe_models)
     if (models.width, models.height) != size:
         raise cli.UserError(f"the models in {args.models} take {models.width}x{models.height} tiles, "
                             f"the records hold {size[0]}x{size[1]}")

@@ -40,6 +40,7 @@ def main(argv):
     p.add_argument("--decoder", default="auto", choices=codecs.DECODERS,
                    help="video decoder: auto decodes on the NVIDIA card (-hwaccel cuda) when ffmpeg can open it, "
                         "else on the CPU")
+    cli.unsafe_models_flag(p)
     args = p.parse_args(argv)
     if not 0 <= args.smooth < 1:
         raise cli.UserError("--smooth must be at least 0 and below 1")
@@ -67,8 +68,9 @@ def main(argv):
     if not folder and not os.path.exists(args.input):
         raise cli.UserError(f"{args.input}: no such file")
     if not folder and mogrify.kind_of(args.input) != "image":
-        video.probe(args.input)  # a bad input fails before the models load
-    models = export.Models(args.models)
+        meta = video.probe(args.input)  # a bad input fails before the models load
+        mogrify.check_audio_track(meta, None if args.no_audio else args.audio_track)
+    models = export.Models(args.models, unsafe=args.unsafe_models)
     sources = latent.load_embeddings(args.models, models.codes)
     session = mogrify.Session(models, sources, look, batch_size)
     options = dict(start=args.start, duration=args.duration, crop=crop, inset=args.inset,

@@ -16,6 +16,7 @@ def main(argv):
                    help="distance at which the push away is half its weight (keeps it finite)")
     p.add_argument("--filters", type=int, default=32, help="feature maps at full resolution")
     p.add_argument("--blocks", type=int, default=4, help="residual blocks")
+    cli.unsafe_models_flag(p)
     args = p.parse_args(argv)
     check_positive(args, "steps", "batch-size", "log-every", "preview-every", "save-every", "filters", "blocks")
     cli.quiet_tensorflow()

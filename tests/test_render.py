@@ -9,7 +9,6 @@ import time
 
 import cv2
 import numpy as np
-import pytest
 
 from conftest import ROOT, TILE, assert_one_line_error, decode, expected_first_frame, run_script
 from vae import manifest, records, synthetic, video

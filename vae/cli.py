@@ -13,6 +13,13 @@ class UserError(Exception):
     """A problem with the user's arguments or input: reported as one `error:` line."""
 
 
+def unsafe_models_flag(p):
+    """--unsafe-models, for every script that loads an exported models folder (see vae/safety.py)."""
+    p.add_argument("--unsafe-models", action="store_true",
+                   help="load the models even if they use ops that export_graphs.py never writes (file, process, "
+                        "network or Python access), after a warning; only for models you built yourself")
+
+
 def warn(message):
     print(f"warning: {message}", file=sys.stderr, flush=True)
 

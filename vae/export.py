@@ -1,21 +1,18 @@
 """SavedModels with the contract's signatures, and loading them back.
 
 Each exported model is a tf.Module holding the Keras model as a tracked attribute and one
-`serving_default` signature; it loads with TensorFlow alone. `Models` loads an export folder
-and keeps the loaded objects alive while their signatures are used.
+`serving_default` signature; it loads with TensorFlow alone. `Models` loads an export folder,
+once vae/safety.py has checked it, and keeps the loaded objects alive while their signatures are used.
 """
 import json
 import os
 
 import tensorflow as tf
 
+from vae import safety
 from vae.cli import UserError, atomic_path
 
-SIGNATURES = {
-    "encoder": ("images", ("mean", "log_var")),
-    "decoder": ("z", ("images",)),
-    "refiner": ("images", ("images",)),
-}
+SIGNATURES = safety.SIGNATURES
 
 
 class Exported(tf.Module):
@@ -58,22 +55,24 @@ def update_model_json(folder, **fields):
 class Models:
     """An export folder loaded: encode, decode and refine as batched TensorFlow calls."""
 
-    def __init__(self, folder, need_refiner=False):
+    def __init__(self, folder, need_refiner=False, unsafe=False):
         meta_path = os.path.join(folder, "model.json")
         if not os.path.isfile(meta_path):
             raise UserError(f"{folder}: no exported models (model.json missing); run export_graphs.py first")
-        with open(meta_path) as f:
-            self.meta = json.load(f)
+        self.meta = safety.read_model_json(meta_path)
         self.folder = folder
         self.width, self.height, self.codes = self.meta["width"], self.meta["height"], self.meta["codes"]
-        self._loaded = {}
+        paths = {}
         for kind in ("encoder", "decoder", "refiner"):
             path = os.path.join(folder, kind)
             if os.path.isdir(path):
-                self._loaded[kind] = tf.saved_model.load(path)  # kept: the signature needs it alive
+                paths[kind] = path
             elif kind != "refiner" or need_refiner:
                 raise UserError(f"{path}: missing; run export_graphs.py")
-        self._fn = {kind: obj.signatures["serving_default"] for kind, obj in self._loaded.items()}
+        safety.check_ops(paths, unsafe)  # a shared folder is data: nothing in it runs before this
+        # kept: the signatures need the loaded objects alive
+        self._loaded = {kind: tf.saved_model.load(path) for kind, path in paths.items()}
+        self._fn = safety.serving_functions(folder, self._loaded, self.width, self.height, self.codes)
         self.has_refiner = "refiner" in self._fn
 
     def encode(self, images):

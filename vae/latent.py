@@ -5,7 +5,7 @@ import os
 import cv2
 import numpy as np
 
-from vae import records
+from vae import records, safety
 from vae.cli import UserError, atomic_path, progress
 
 
@@ -75,16 +75,7 @@ def load_embeddings(models_dir, codes):
     path = embeddings_path(models_dir)
     if not os.path.isfile(path):
         raise UserError(f"{path}: missing; run evaluate_embeddings.py --data ... --models {models_dir} first")
-    try:
-        with open(path) as f:
-            sources = json.load(f)["sources"]
-    except (ValueError, KeyError) as e:
-        raise UserError(f"{path}: not a valid embeddings file ({e})")
-    for name, entry in sources.items():
-        if len(entry["mean"]) != codes:
-            raise UserError(f"{path}: source {name!r} has {len(entry['mean'])} codes but the models use {codes}; "
-                            "run evaluate_embeddings.py again after exporting")
-    return sources
+    return safety.check_embeddings(path, codes)  # strict JSON, finite means of the models' code count
 
 
 def _known(sources):

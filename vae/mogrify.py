@@ -148,6 +148,12 @@ def check_span(meta, start, duration):
         raise UserError(f"{meta.path}: --start {start} is past its end ({meta.duration:.2f} s)")
 
 
+def check_audio_track(meta, audio_track):
+    if audio_track is not None and meta.has_audio and audio_track >= len(meta.audio_codecs):
+        raise UserError(f"{meta.path}: --audio-track {audio_track}, but it has {len(meta.audio_codecs)} "
+                        f"audio track(s), counted from 0")
+
+
 def check_output(input_path, output_path):
     same = os.path.exists(output_path) and os.path.samefile(input_path, output_path)
     if same or os.path.abspath(input_path) == os.path.abspath(output_path):
@@ -155,16 +161,15 @@ def check_output(input_path, output_path):
 
 
 def render_video(session, input_path, output_path, start=None, duration=None, crop="auto", inset=False,
-                 audio_track=0, preset="veryfast", crf=18, codec_args=None, decoder_args=()):
-    """Render one video; returns the measures and what was done."""
-    look, models = session.look, session.models
+                 audio_track=0, preset="veryfast", crf=18, codec_args=None, decoder_args=(), measure=True):
+    """Render one video; returns the measures and what was done (`measure=False`: without
+    them, for the benchmark's comparison)."""
+    look = session.look
     meta = video.probe(input_path)
     check_output(input_path, output_path)
     check_span(meta, start, duration)
-    if audio_track is not None and meta.has_audio and audio_track >= len(meta.audio_codecs):
-        raise UserError(f"{input_path}: --audio-track {audio_track}, but it has {len(meta.audio_codecs)} "
-                        f"audio track(s), counted from 0")
-    crop = video.resolve_crop(meta, crop)
+    check_audio_track(meta, audio_track)
+    crop = video.resolve_crop(meta, crop, start, duration)
     cw, ch = crop.size_of(meta.width, meta.height)
     span = dict(start=start, duration=duration)
 
@@ -181,7 +186,7 @@ def render_video(session, input_path, output_path, start=None, duration=None, cr
     render = session.render_fn(source_mean)
     estimate = meta.frames_estimate if duration is None else max(1, round(duration * float(meta.fps)))
     every = max(8, estimate // 300)  # frames between measured ones: a few hundred samples at most
-    full = 1 if look.detail else every
+    full = 1 if look.detail else (every if measure else 0)
     frame_size = (cw - cw % 2, ch - ch % 2) if look.detail else session.tile_size
     info(f"{meta.path}: {meta.width}x{meta.height} as shown at {float(meta.fps):.3g} fps, crop {crop}, "
          f"shift from {source_label} toward {session.style!r} (alpha {look.alpha}, beta {look.beta}, "
@@ -203,14 +208,15 @@ def render_video(session, input_path, output_path, start=None, duration=None, cr
             out = compose(previous, look.detail, frame.full)
             out = even(out) if look.detail else out
             writer.write(out, frame.time, frame.duration)
-            small = out if not look.detail else cv2.resize(out, session.tile_size, interpolation=cv2.INTER_AREA)
-            meter.add_frame(frame.image, small, sampled)
-            if sampled and frame.full is not None:
-                shown = even(frame.full)
-                big = out if look.detail else cv2.resize(out, shown.shape[1::-1], interpolation=cv2.INTER_CUBIC)
-                meter.add_structure(shown, big)
             state["first"] = frame.time if state["first"] is None else state["first"]
             state["last"] = frame.time + frame.duration
+            if measure:
+                small = out if not look.detail else cv2.resize(out, session.tile_size, interpolation=cv2.INTER_AREA)
+                meter.add_frame(frame.image, small, sampled)
+                if sampled and frame.full is not None:
+                    shown = even(frame.full)
+                    big = out if look.detail else cv2.resize(out, shown.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+                    meter.add_structure(shown, big)
         state["frames"] += len(frames)
         if counting is not None and counting.done() and counting.result() and bar.desc != "frames":
             bar.total, bar.desc = counting.result(), "frames"

@@ -73,7 +73,7 @@ class Spec(training.Spec):
                                    away_weight=args.away_weight, away_margin=args.away_margin)
 
     def build(self, config, args):
-        self.vae = export.Models(args.models)
+        self.vae = export.Models(args.models, unsafe=args.unsafe_models)
         if (self.vae.width, self.vae.height) != (config.width, config.height):
             raise UserError(f"the models in {args.models} take {self.vae.width}x{self.vae.height} tiles, "
                             f"the records hold {config.width}x{config.height}")

@@ -13,6 +13,7 @@ from tensorboard.plugins import projector  # noqa: E402
 from vae import images, latent  # noqa: E402
 from vae.cli import atomic_path  # noqa: E402
 
+MIX_SHIFT = (0.5, 1.0)
 SWEEP = [(0.0, 0.0), (0.25, 0.25), (0.25, 0.5), (0.5, 0.75), (0.5, 1.0), (1.0, 1.5)]
 NOISE = [0.0, 0.5, 1.0, 2.0]
 
@@ -110,11 +111,11 @@ def write_report(folder, models, sources, samples, codes, style=None):
             for w in mixes:
                 style_mean = latent.mix_styles(sources, [f"{painted[0]}:{w}", f"{painted[1]}:{1 - w}"])[1]
                 row.append(models.render(mean[i:i + 1] + latent.shift_vector(sources[filmed[0]]["mean"], style_mean,
-                                                                             *SWEEP[-1])).numpy()[0])
+                                                                             *MIX_SHIFT)).numpy()[0])
             rows.append(row)
         save(grid_figure(rows, [f"{filmed[0]} #{i}" for i in range(len(rows))],
                          [f"{painted[0]} {w:.2f}\n{painted[1]} {1 - w:.2f}" for w in mixes],
-                         title=f"style mixes (α={SWEEP[-1][0]} β={SWEEP[-1][1]})"),
+                         title=f"style mixes (α={MIX_SHIFT[0]} β={MIX_SHIFT[1]})\n"),
              os.path.join(folder, "style_mixes.png"))
         written.append("style_mixes.png")
 

@@ -45,7 +45,8 @@ class VideoInfo:
     coded_width: int
     coded_height: int
     sar: Fraction = Fraction(1)
-    rotation: int = 0  # clockwise degrees a player turns the stored picture: 0, 90, 180, 270
+    rotation: int = 0  # clockwise degrees a player turns the stored picture (a mirroring matrix may
+    # read as 180: only the shown size depends on it, ffmpeg's autorotation does the turning)
     fps: Fraction = Fraction(25)
     duration: float = 0.0
     start: float = 0.0
@@ -76,7 +77,8 @@ class VideoInfo:
 
     def display_filters(self):
         """Filters that turn decoded frames (already rotated by ffmpeg) into the shown picture."""
-        filters = ["bwdif=mode=send_frame:parity=auto"] if self.interlaced else []
+        # bwdif touches only frames flagged interlaced: some files (DV, for one) never say so up front.
+        filters = ["bwdif=mode=send_frame:parity=auto:deint=interlaced"]
         if self.sar != 1:
             w, h = self.display_size
             filters += [f"scale={w}:{h}:flags=bicubic", "setsar=1"]
@@ -215,23 +217,26 @@ class _StderrTail(threading.Thread):
 
 
 def _cropdetect(info, extra_input_args, filters):
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *extra_input_args, "-i", info.path, "-an", "-sn",
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *extra_input_args, "-i", info.path, "-an", "-sn", "-dn",
            "-vf", ",".join(info.display_filters() + filters + ["cropdetect=limit=24:round=2:reset=0:skip=0"]),
            "-f", "null", "-"]
     result = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     return re.findall(r"crop=(-?\d+):(-?\d+):(-?\d+):(-?\d+)", result.stderr)
 
 
-def detect_crop(info, min_samples=8):
+def detect_crop(info, min_samples=8, start=None, duration=None):
     """Black borders of the shown picture, found by ffmpeg's cropdetect over the whole clip.
 
     Keyframes alone are decoded first (fast, spread over the clip); a clip with too few
     keyframes is scanned again on every 5th frame. A bar counts as black when its rows or
-    columns stay under 24/255 in every sampled frame, so a dark scene is kept whole.
+    columns stay under 24/255 in every sampled frame, so a dark scene is kept whole. With
+    `start` and `duration` only that span is looked at (a segment of a long film starts fast).
     """
-    found = _cropdetect(info, ["-skip_frame", "nokey"], [])
+    span = _seek_args(start, duration)
+    short = duration is not None and duration * float(info.fps) < 50 * min_samples  # too few keyframes
+    found = [] if short else _cropdetect(info, ["-skip_frame", "nokey", *span], [])
     if len(found) < min_samples:
-        found = _cropdetect(info, [], [r"select=not(mod(n\,5))"])
+        found = _cropdetect(info, span, [r"select=not(mod(n\,5))"])
     if not found:
         return Crop()
     w, h, x, y = (int(v) for v in found[-1])
@@ -240,10 +245,10 @@ def detect_crop(info, min_samples=8):
     return Crop(top=y, left=x, bottom=info.height - y - h, right=info.width - x - w)
 
 
-def resolve_crop(info, crop):
-    """Turn a --crop value into a Crop that fits the shown frame."""
+def resolve_crop(info, crop, start=None, duration=None):
+    """Turn a --crop value into a Crop that fits the shown frame (auto: found in the span)."""
     if crop == "auto":
-        crop = detect_crop(info)
+        crop = detect_crop(info, start=start, duration=duration)
     elif crop == "none":
         crop = Crop()
     w, h = crop.size_of(info.width, info.height)
@@ -441,7 +446,8 @@ class VideoWriter:
             codec = source.audio_codecs[audio_track]
             cmd += ["-map", f"1:a:{audio_track}"]
             cmd += ["-c:a", "copy"] if codec in MP4_AUDIO else ["-c:a", "aac", "-b:a", "192k"]
-        cmd += ["-output_ts_offset", f"{-origin:.6f}"]
+        # A fine encoder clock: ffmpeg would otherwise round each frame's time to the guessed rate.
+        cmd += ["-output_ts_offset", f"{-origin:.6f}", "-enc_time_base:v", "1/90000"]
         cmd += codec_args or ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
         cmd += ["-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", path]
         self.path = path

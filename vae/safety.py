@@ -1,0 +1,251 @@
+"""An exported models folder is data, not code: check it before anything in it runs.
+
+A SavedModel is a graph of TensorFlow ops, and some ops read and write files, run Python
+(`PyFunc`, `EagerPyFunc`), start processes or reach the network. So every op in every graph and
+function of each SavedModel is compared with the ops that export_graphs.py itself writes, before
+TensorFlow loads it; model.json and embeddings.json are read as strict JSON and checked against
+the models; after loading, the signatures are checked against the contract and each model is
+called once on one tile. This module imports nothing of the project's model code, and TensorFlow only
+inside the functions that need it, so that scripts' --help stays fast.
+"""
+import json
+import math
+import os
+
+from vae.cli import UserError, warn
+
+# Every op export_graphs.py writes into the functions that tf.saved_model.load can call: the
+# Keras layers (convolutions, transposed convolutions, dense, batch norm at inference, ELU,
+# sigmoid, the refiner's clip), mixed-precision casts, and variable reads. tests/test_safety.py
+# exports every kind of model and asserts that this is exactly the set they use.
+ALLOWED_OPS = frozenset({
+    "AddV2", "BiasAdd", "Cast", "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "Elu", "Identity",
+    "MatMul", "Maximum", "Minimum", "Mul", "NoOp", "Pack", "ReadVariableOp", "Reshape", "Rsqrt", "Shape",
+    "Sigmoid", "Squeeze", "StatefulPartitionedCall", "StridedSlice", "Sub",
+})
+# The saver that tf.saved_model.save adds: the graph's own nodes (variable handles, placeholders)
+# and the functions reachable only from them, which write and read checkpoints. tf.saved_model.load
+# never runs them (it restores variables with its own code), so checkpoint I/O is allowed there
+# and nowhere else: a SaveV2 in a signature could write any file.
+SAVER_OPS = frozenset({
+    "AssignVariableOp", "DisableCopyOnRead", "MergeV2Checkpoints", "Placeholder", "RestoreV2", "SaveV2",
+    "Select", "ShardedFilename", "StaticRegexFullMatch", "StringJoin", "VarHandleOp", "VarIsInitializedOp",
+})
+
+# The contract's signatures: input name, output names; every tensor float32.
+SIGNATURES = {
+    "encoder": ("images", ("mean", "log_var")),
+    "decoder": ("z", ("images",)),
+    "refiner": ("images", ("images",)),
+}
+MAX_SIDE, MAX_CODES = 8192, 65536  # far beyond any real model; keeps the load-time probe small
+
+
+def read_saved_model(path):
+    """The SavedModel protobuf of one model folder, parsed as tf.saved_model.load would."""
+    pb = os.path.join(path, "saved_model.pb")
+    if not os.path.isfile(pb):  # the loader would fall back to saved_model.pbtxt: not ours
+        raise UserError(f"{path}: no saved_model.pb; not a model written by export_graphs.py")
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+    proto = saved_model_pb2.SavedModel()
+    try:
+        with open(pb, "rb") as f:
+            proto.ParseFromString(f.read())
+    except DecodeError as e:
+        raise UserError(f"{pb}: not a SavedModel ({e})") from e
+    return proto
+
+
+def _called(attrs):
+    """Names of the functions that a node's attributes refer to (calls, branches, loop bodies)."""
+    names = []
+    for value in attrs.values():
+        funcs = [value.func] if value.HasField("func") else list(value.list.func)
+        for func in funcs:
+            names.append(func.name)
+            names += _called(func.attr)
+    return names
+
+
+def op_regions(proto):
+    """(ops of the functions tf.saved_model.load can call, ops of the saver, problems).
+
+    Every node and function is looked at, reachable or not. The saver is the graph's own nodes
+    and the functions only they call; everything else, from the object graph's functions down
+    through nested calls, branches and loop bodies, is what the loader can run.
+    """
+    if len(proto.meta_graphs) != 1 or not proto.meta_graphs[0].HasField("object_graph_def"):
+        # Without exactly one object graph tf.saved_model.load takes it for a TF1 model and runs
+        # its init and restore ops as it loads.
+        return set(), set(), {"a TF1 graph (its init and restore ops run at load)"}
+    meta = proto.meta_graphs[0]
+    library = {f.signature.name: f for f in meta.graph_def.library.function}
+    # A node whose op names a library function calls it; TensorFlow refuses functions named like
+    # ops, but a library that tries is not one of ours.
+    problems = {f"a function named like the op {name}" for name in library if name in ALLOWED_OPS | SAVER_OPS}
+
+    def reach(roots):
+        seen, todo = set(), list(roots)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name not in library:  # it would call whatever the process has under that name
+                problems.add(f"a call to {name!r}, a function not in the SavedModel")
+                continue
+            for node in library[name].node_def:
+                todo += _called(node.attr)
+        return seen
+
+    objects = meta.object_graph_def
+    roots = list(objects.concrete_functions)
+    for node in objects.nodes:
+        roots += list(node.function.concrete_functions)
+        if node.HasField("bare_concrete_function"):
+            roots.append(node.bare_concrete_function.concrete_function_name)
+    runnable = reach(roots)
+    saver_functions = reach(name for node in meta.graph_def.node for name in _called(node.attr)) - runnable
+    run_ops, saver_ops = set(), {node.op for node in meta.graph_def.node}
+    for name, function in library.items():
+        (saver_ops if name in saver_functions else run_ops).update(node.op for node in function.node_def)
+    return run_ops, saver_ops, problems
+
+
+def disallowed_ops(proto):
+    """The ops in the SavedModel that export_graphs.py would not have written, sorted."""
+    run_ops, saver_ops, problems = op_regions(proto)
+    return sorted(problems | (run_ops - ALLOWED_OPS) | (saver_ops - ALLOWED_OPS - SAVER_OPS))
+
+
+def check_ops(paths, unsafe=False):
+    """Refuse the SavedModels in `paths` (kind: folder) that use ops outside the allowlist,
+    all named in one error; with `unsafe`, one warning instead."""
+    found = {path: disallowed_ops(read_saved_model(path)) for path in paths.values()}
+    found = {path: ops for path, ops in found.items() if ops}
+    if not found:
+        return
+    listing = "; ".join(f"{path} uses {', '.join(ops)}" for path, ops in found.items())
+    if unsafe:
+        warn(f"--unsafe-models: loading ops that export_graphs.py never writes: {listing}")
+        return
+    raise UserError(f"{listing}: ops that export_graphs.py never writes, which may read or write files, run "
+                    "Python or reach the network; nothing was loaded (--unsafe-models loads them anyway)")
+
+
+def _strict_json(path):
+    """JSON as the standard has it: no NaN or Infinity, no duplicate keys, nothing else."""
+    def reject_constant(name):
+        raise ValueError(f"{name} is not JSON")
+
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate keys")
+        return dict(pairs)
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"), parse_constant=reject_constant,
+                              object_pairs_hook=no_duplicates)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"{path}: not a valid JSON file ({e})") from e
+
+
+def _count(value, low, high):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def read_model_json(path):
+    """model.json as export_graphs.py writes it: tile size and code count within bounds."""
+    meta = _strict_json(path)
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: expected a JSON object with width, height and codes")
+    for key, high in (("width", MAX_SIDE), ("height", MAX_SIDE), ("codes", MAX_CODES)):
+        if not _count(meta.get(key), 1, high):
+            raise UserError(f"{path}: {key} must be a whole number from 1 to {high}, not {meta.get(key)!r}")
+    for key in ("vae_step", "refiner_step"):
+        if key in meta and not _count(meta[key], 0, 2 ** 63):
+            raise UserError(f"{path}: {key} must be a whole number, not {meta[key]!r}")
+    return meta
+
+
+def check_embeddings(path, codes):
+    """The sources of embeddings.json, checked to be as evaluate_embeddings.py writes them, with
+    finite means of `codes` numbers."""
+    data = _strict_json(path)
+    sources = data.get("sources") if isinstance(data, dict) else None
+    if not isinstance(sources, dict) or not sources:
+        raise UserError(f"{path}: not a valid embeddings file (expected {{\"sources\": {{NAME: ...}}}})")
+    for name, entry in sources.items():
+        if not isinstance(entry, dict) or entry.get("kind") not in ("video", "images") \
+                or not _count(entry.get("count"), 1, 2 ** 63) or not isinstance(entry.get("mean"), list):
+            raise UserError(f"{path}: source {name!r} needs a kind (video or images), a count and a mean")
+        mean = entry["mean"]
+        if len(mean) != codes:
+            raise UserError(f"{path}: source {name!r} has {len(mean)} codes but the models use {codes}; "
+                            "run evaluate_embeddings.py again after exporting")
+        lab = entry.get("lab_mean", [0, 0, 0])
+        if not isinstance(lab, list) or len(lab) != 3:
+            raise UserError(f"{path}: source {name!r} has a lab_mean that is not 3 numbers")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in mean + lab):
+            raise UserError(f"{path}: source {name!r} has a mean that is not all finite numbers")
+    return sources
+
+
+def _shape(shape):
+    return "[" + ",".join("N" if d is None else str(d) for d in shape) + "]"
+
+
+def serving_functions(folder, loaded, width, height, codes):
+    """{kind: its `serving_default`} of the loaded models (kind: object), each checked against
+    the contract and model.json: names, dtypes, ranks, sizes as declared, and as answered for
+    one tile."""
+    import tensorflow as tf
+    functions = {}
+    for kind, obj in loaded.items():
+        signatures = getattr(obj, "signatures", {})
+        if "serving_default" not in signatures:
+            raise UserError(f"{os.path.join(folder, kind)}: no serving_default signature (see export_graphs.py)")
+        functions[kind] = signatures["serving_default"]
+    expected = {"images": [None, height, width, 3], "z": [None, codes], "mean": [None, codes],
+                "log_var": [None, codes]}
+    for kind, fn in functions.items():
+        path = os.path.join(folder, kind)
+        input_name, output_names = SIGNATURES[kind]
+        args, kwargs = fn.structured_input_signature
+        outputs = fn.structured_outputs if isinstance(fn.structured_outputs, dict) else {}
+        declared = {f"input {n}": spec for n, spec in kwargs.items()}
+        declared.update({f"output {n}": t for n, t in outputs.items()})
+        wanted = {f"input {input_name}": expected[input_name]}
+        wanted.update({f"output {n}": expected[n] for n in output_names})
+        if args or set(declared) != set(wanted):
+            raise UserError(f"{path}: its serving_default signature takes and gives {', '.join(sorted(declared))}; "
+                            f"expected {', '.join(sorted(wanted))} (see export_graphs.py)")
+        for name, want in wanted.items():
+            spec = declared[name]
+            dims = spec.shape.as_list() if spec.shape.rank is not None else None
+            if spec.dtype != tf.float32 or dims is None or len(dims) != len(want) \
+                    or any(d is not None and w is not None and d != w for d, w in zip(dims, want)):
+                got = _shape(dims) if dims is not None else "of unknown rank"
+                raise UserError(f"{path}: {name} is {spec.dtype.name} {got}; expected float32 "
+                                f"{_shape(want)} for {width}x{height} tiles and {codes} codes (model.json)")
+    # Declared shapes may leave sizes open: call each model once to see what it answers.
+    probe = {"encoder": tf.fill([1, height, width, 3], 0.5), "decoder": tf.zeros([1, codes]),
+             "refiner": tf.fill([1, height, width, 3], 0.5)}
+    for kind, fn in functions.items():
+        input_name, output_names = SIGNATURES[kind]
+        try:
+            answer = fn(**{input_name: probe[kind]})
+        except (tf.errors.OpError, TypeError, ValueError) as e:
+            message = getattr(e, "message", str(e)).strip().splitlines()[0]
+            raise UserError(f"{os.path.join(folder, kind)}: fails on one {_shape(probe[kind].shape)} input: "
+                            f"{message}") from e
+        for name in output_names:
+            want = [1] + expected[name][1:]
+            got = answer[name]
+            if got.dtype != tf.float32 or got.shape.as_list() != want:
+                raise UserError(f"{os.path.join(folder, kind)}: answers {input_name} {_shape(probe[kind].shape)} "
+                                f"with {name} {got.dtype.name} {_shape(got.shape)}; expected float32 {_shape(want)} "
+                                f"for {width}x{height} tiles and {codes} codes (model.json)")
+    return functions
