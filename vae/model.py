@@ -8,7 +8,6 @@ import dataclasses
 import math
 
 import keras
-import tensorflow as tf
 from keras import layers, ops
 
 from vae import training
