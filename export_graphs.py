@@ -17,33 +17,29 @@ def main(argv):
     from vae import device, export, model, refiner, training
     device.report()
 
-    def restore(logdir, **trackables):
-        config = training.load_config(logdir)
+    def restore(logdir, net):
         latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
         if not latest:
             raise cli.UserError(f"{logdir}: no checkpoint yet; train first")
         step = tf.Variable(0, dtype=tf.int64)
-        tf.train.Checkpoint(step=step, **trackables).restore(latest).expect_partial()
-        return config, int(step.numpy())
+        tf.train.Checkpoint(step=step, model=net).restore(latest).expect_partial()
+        return int(step.numpy())
 
-    config = training.load_config(args.vae)
-    if config.get("model") != "vae":
-        raise cli.UserError(f"{args.vae}: not a VAE training run")
-    width, height, codes = config["width"], config["height"], config["codes"]
-    vae = model.build_vae(height, width, codes)
-    _, vae_step = restore(args.vae, model=vae)
+    # config.json is all that says how each model was built.
+    vae_config = training.load_config(args.vae, model.Spec())
+    width, height, codes = vae_config.width, vae_config.height, vae_config.codes
+    vae = model.build_vae(vae_config)
+    vae_step = restore(args.vae, vae)
     fields = {"width": width, "height": height, "codes": codes, "vae_step": vae_step,
               "vae_logdir": os.path.abspath(args.vae)}
     refiner_net = None
     if args.refiner:
-        refiner_config = training.load_config(args.refiner)
-        if refiner_config.get("model") != "refiner":
-            raise cli.UserError(f"{args.refiner}: not a refiner training run")
-        if (refiner_config["width"], refiner_config["height"]) != (width, height):
-            raise cli.UserError(f"{args.refiner} was trained on {refiner_config['width']}x{refiner_config['height']} "
+        refiner_config = training.load_config(args.refiner, refiner.Spec())
+        if (refiner_config.width, refiner_config.height) != (width, height):
+            raise cli.UserError(f"{args.refiner} was trained on {refiner_config.width}x{refiner_config.height} "
                                 f"tiles, the VAE on {width}x{height}")
-        refiner_net = refiner.build_refiner(height, width, refiner_config["filters"], refiner_config["blocks"])
-        _, fields["refiner_step"] = restore(args.refiner, model=refiner_net)
+        refiner_net = refiner.build_refiner(refiner_config)
+        fields["refiner_step"] = restore(args.refiner, refiner_net)
     os.makedirs(args.out, exist_ok=True)
     export.save("encoder", vae.encoder, (height, width, 3), args.out)
     export.save("decoder", vae.decoder, (codes,), args.out)

@@ -22,7 +22,7 @@ def main(argv):
             source = source.decode()
             counts[source] = counts.get(source, 0) + 1
             if len(samples.setdefault(source, [])) < args.per_row:
-                samples[source].append((image * 255 + 0.5).astype("uint8"))
+                samples[source].append(images.to_uint8(image))
     print(f"tile size {size[0]}x{size[1]}, {sum(counts.values())} tiles in {len(files)} file(s)")
     for source in sorted(counts):
         print(f"  {source}: {counts[source]}")

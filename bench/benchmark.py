@@ -24,7 +24,7 @@ cli.quiet_tensorflow()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vae import export, latent, mogrify, model, refiner, synthetic, video  # noqa: E402
+from vae import export, images, latent, mogrify, model, refiner, synthetic, training, video  # noqa: E402
 
 
 def forward_flops(keras_model):
@@ -57,32 +57,111 @@ def best_rate(fn, work, repeats=3):
 
 
 def matmul_flops(n=2048):
+    """The machine's best float32 matmul rate: the best of several warm runs (a shared machine's
+    first and slowest runs say more about the neighbours than about the cores)."""
     a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
+    b = tf.random.normal([n, n]) / n ** 0.5  # keeps the chained products finite
 
     @tf.function
     def run():
         x = a
         for _ in range(4):
-            x = tf.matmul(x, b) * 1e-3
-        return tf.reduce_sum(x)
+            x = tf.matmul(x, b)
+        return x[0, 0]
 
-    return best_rate(lambda: run().numpy(), 4 * 2 * n ** 3, repeats=5)
+    for _ in range(2):
+        run().numpy()
+    return best_rate(lambda: run().numpy(), 4 * 2 * n ** 3, repeats=10)
+
+
+def write_tiles(folder, width, height, count, shards):
+    """`count` painting-like tiles at the tile size as records (one file or shards) with a manifest."""
+    from vae import extract, manifest
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    distinct = [synthetic.painting(rng, width, height, strokes=60) for _ in range(32)]
+    out = os.path.join(folder, f"tiles{shards}.tfrecord.gz")
+    paths = extract.shard_paths(out, shards)
+    writer = extract.ShuffledWriter(paths, seed=0)
+    try:
+        for i in range(count):  # shifted copies: each tile differs, as real ones do, and compresses like them
+            writer(np.roll(distinct[i % len(distinct)], i // len(distinct), axis=1), "bench", "images", i)
+        writer.finish()
+    finally:
+        writer.cleanup()
+    listed = [{"path": os.path.basename(p), "count": n} for p, n in zip(paths, writer.shard_counts)]
+    manifest.write_manifest(manifest.manifest_path(out), width, height,
+                            [{"name": "bench", "kind": "images", "path": folder, "count": count}],
+                            shards=listed if shards > 1 else None)
+    return paths
+
+
+def input_rates(folder, width, height, count, batch=50):
+    """Tiles/s of training's input alone (records.training_dataset, no model): the first epoch
+    streamed from one file and from 4 shards, and later epochs from the in-memory cache."""
+    from vae import records
+    results = {"first": {}}
+    steps = count // batch
+    for shards, name in ((1, "1_file"), (4, "4_shards")):
+        files = write_tiles(folder, width, height, count, shards)
+        streamed = records.training_dataset(files, (width, height), batch, seed=0, cache_gb=0)
+
+        def epoch():  # a fresh iterator starts at the first epoch again: read from the files
+            for tiles in streamed.take(steps):
+                pass
+
+        results["first"][name] = best_rate(epoch, steps * batch, repeats=2)
+    iterator = iter(records.training_dataset(files, (width, height), batch, seed=0, cache_gb=64))
+    for _ in range(steps):  # the first epoch fills the cache
+        next(iterator)
+
+    def cached():
+        for _ in range(steps):
+            next(iterator)
+
+    results["cached"] = best_rate(cached, steps * batch, repeats=3)
+    return results
+
+
+def input_startup(folder, count, width=64, height=36):
+    """Seconds from nothing to the first training batch (tile size, counts, preview samples,
+    first batch) on `count` tiles and on ten times as many: start-up must not grow with the data."""
+    from vae import records, training
+    times = {}
+    for scale in (1, 10):
+        files = write_tiles(os.path.join(folder, f"x{scale}"), width, height, count * scale, 4)
+
+        def start():
+            size = records.tile_size(files)
+            training.sample_tiles(files, size)
+            next(iter(records.training_dataset(files, size, 50, seed=0)))
+
+        times[f"{scale}x"] = min(run_timed_fn(start) for _ in range(3))
+    return times
+
+
+def run_timed_fn(fn):
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
 
 
 def training_rate(height, width, batch, steps, mixed=False):
     import keras
     if mixed:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    vae = model.build_vae(height, width)
-    vae.compile(optimizer=keras.optimizers.Adam(2e-4))
-    data = tf.random.uniform([batch, height, width, 3])
-    step = tf.function(vae.train_step)
+    config = model.VAEConfig(width, height)
+    vae = model.build_vae(config)
+    optimizer = keras.optimizers.Adam(2e-4)
+    optimizer.build(vae.trainable_variables)
+    trainer = training.Trainer(model.Spec(), vae, config, optimizer)
+    data = tf.cast(tf.random.uniform([batch, height, width, 3], maxval=256), tf.uint8)  # as training gets them
+    step = tf.function(trainer.step)
 
     def run():
         for _ in range(steps):
-            losses = step(data)
-        float(losses["loss"])
+            finite = step(data)
+        bool(finite)  # one host sync per run, as training.run syncs only to log
 
     rate = best_rate(run, steps * batch, repeats=2)
     flops = 3 * (forward_flops(vae.encoder) + forward_flops(vae.decoder))
@@ -91,8 +170,8 @@ def training_rate(height, width, batch, steps, mixed=False):
 
 
 def export_untrained(folder, height, width):
-    vae = model.build_vae(height, width)
-    net = refiner.build_refiner(height, width)
+    vae = model.build_vae(model.VAEConfig(width, height))
+    net = refiner.build_refiner(refiner.RefinerConfig(width, height))
     export.save("encoder", vae.encoder, (height, width, 3), folder)
     export.save("decoder", vae.decoder, (512,), folder)
     export.save("refiner", net, (height, width, 3), folder)
@@ -160,7 +239,7 @@ def serial_rate(models, clip, out, frames):
             mean = encode(images=tf.constant(tile[None].astype(np.float32) / 255))["mean"]
             image = refine(images=decode(z=mean)["images"])["images"].numpy()[0]
             big = cv2.resize(image, (meta.width, meta.height), interpolation=cv2.INTER_CUBIC)
-            writer.write((np.clip(big, 0, 1) * 255 + 0.5).astype(np.uint8))
+            writer.write(images.to_uint8(big))
             count += 1
     return count / (time.perf_counter() - start)
 
@@ -184,6 +263,7 @@ def main():
     p.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"))
     p.add_argument("--size", default="320x180", help="tile size")
     p.add_argument("--quick", action="store_true", help="shorter clips and fewer steps (a smoke run)")
+    p.add_argument("--input", action="store_true", help="measure only the training input (and merge into --json)")
     args = p.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     frames = 200 if args.quick else 1000
@@ -191,6 +271,29 @@ def main():
                           f"TensorFlow {tf.__version__}", "tile": f"{width}x{height}"}
     work = tempfile.mkdtemp(prefix="vae-bench.")
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+
+    say("training input ...")
+    rates = input_rates(work, width, height, 600 if args.quick else 1500)
+    results["input_first_epoch_tiles_per_s"] = rates["first"]
+    results["input_cached_tiles_per_s"] = rates["cached"]
+    startup = input_startup(work, 2000)
+    results["input_startup_s"] = startup
+    results["input_startup_ratio_10x"] = startup["10x"] / startup["1x"]
+    first = rates["first"]
+    print(f"training input at {width}x{height}: first epoch {first['1_file']:.0f} tiles/s from one file, "
+          f"{first['4_shards']:.0f} from 4 shards ({first['4_shards'] / first['1_file']:.2f}x, target 1.5x); "
+          f"cached {rates['cached']:.0f} tiles/s (target 5000); start-up {startup['1x']:.2f} s, on 10x the data "
+          f"{startup['10x']:.2f} s ({results['input_startup_ratio_10x']:.2f}x, target at most 1.2x)")
+    if args.input:
+        previous = {}
+        if os.path.isfile(args.json):
+            with open(args.json) as f:
+                previous = json.load(f)
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({**previous, **results}, f, indent=2)
+        print(f"wrote {args.json}")
+        return
 
     say("matmul ...")
     results["matmul_gflops"] = matmul_flops() / 1e9

@@ -35,7 +35,6 @@ def test_schema_round_trip(tmp_path):
     for i, (tile, got) in enumerate(zip(tiles, back)):
         np.testing.assert_array_equal(got["tile"], tile)
         assert (got["source"], got["kind"], got["index"]) == (f"src{i % 2}", "video" if i % 2 else "images", i * 10)
-    assert records.decode_tile(records.encode_tile(tiles[0], "a", "images", 3))["tile"].tobytes() == tiles[0].tobytes()
 
 
 def test_records_compressed_in_parallel_chunks(tmp_path, monkeypatch):
@@ -272,3 +271,69 @@ def test_shuffle_spills_to_buckets_past_the_memory_budget(tmp_path, monkeypatch)
     assert sorted(order) == list(range(40)) and order != list(range(40))
     for t in back:
         assert (t["tile"] == t["index"]).all()
+
+
+def tile_keys(path_or_tiles):
+    return sorted((t["source"], t["index"], t["tile"].tobytes()) for t in path_or_tiles)
+
+
+def test_shards_round_trip(tmp_path, media):
+    """--shards 3: three files and one manifest; every tile once across them, as in one file."""
+    args = ["--video", media["clip"], "--images", media["paintings"], "--size", "64x36", "--frame-step", 2,
+            "--crops-per-image", 2]
+    run_script("extract_tiles.py", "--out", tmp_path / "one" / "tiles.tfrecord.gz", *args)
+    result = run_script("extract_tiles.py", "--out", tmp_path / "three" / "tiles.tfrecord.gz", *args, "--shards", 3)
+    names = sorted(os.listdir(tmp_path / "three"))
+    assert names == ["tiles-00000-of-00003.tfrecord.gz", "tiles-00001-of-00003.tfrecord.gz",
+                     "tiles-00002-of-00003.tfrecord.gz", "tiles.json"], names
+    assert "tiles-00000-of-00003.tfrecord.gz" in result.stdout
+    listing = json.loads((tmp_path / "three" / "tiles.json").read_text())
+    total = sum(s["count"] for s in listing["sources"])
+    shards = {}
+    for entry in listing["shards"]:
+        _, shards[entry["path"]] = read_all(tmp_path / "three" / entry["path"])
+        assert len(shards[entry["path"]]) == entry["count"]
+    assert sorted(e["count"] for e in listing["shards"]) in ([total // 3] * 3, sorted([total // 3 + 1] * (total % 3)
+                                                            + [total // 3] * (3 - total % 3)))
+    _, single = read_all(tmp_path / "one" / "tiles.tfrecord.gz")
+    _, through_glob = read_all(tmp_path / "three" / "*.tfrecord.gz")
+    assert len(single) == total
+    assert tile_keys(t for tiles in shards.values() for t in tiles) == tile_keys(single) == tile_keys(through_glob)
+    # Training's input: one epoch over the shards holds every tile once; counts come from the manifest.
+    import tensorflow as tf
+    files = records.find_files([str(tmp_path / "three" / "*.tfrecord.gz")])
+    assert records.manifest_counts(files) == [e["count"] for e in listing["shards"]]
+    epoch = np.concatenate([b.numpy() for b in records.training_dataset(files, TILE, 1, seed=0, cache_gb=0)
+                            .take(total)])
+    assert epoch.dtype == np.uint8 and epoch.shape == (total, 36, 64, 3)
+    assert sorted(t.tobytes() for t in epoch) == sorted(t["tile"].tobytes() for t in single)
+    assert tf.is_tensor(next(iter(records.training_dataset(files, TILE, 4, cache_gb=0))))
+    # preview_tiles.py takes the shards like any files
+    preview = run_script("preview_tiles.py", "--data", tmp_path / "three" / "*.tfrecord.gz", "--out",
+                         tmp_path / "sheet.png")
+    assert f"{total} tiles in 3 file(s)" in preview.stdout
+
+
+def test_cached_and_streamed_epochs_see_the_same_tiles(tiles, monkeypatch):
+    opened = []  # each time a stream reaches the end of the file
+    check_end = records._check_end
+    monkeypatch.setattr(records, "_check_end", lambda *args: opened.append(args[0]) or check_end(*args))
+    files = [str(tiles)]
+    total = records.manifest_counts(files)[0]
+    epochs = {}
+    for cache_gb in (1, 0):
+        opened.clear()
+        batches = iter(records.training_dataset(files, TILE, 1, seed=0, cache_gb=cache_gb))
+        epochs[cache_gb] = [[next(batches).numpy()[0].tobytes() for _ in range(total)] for _ in range(3)]
+        del batches
+        reads = len(opened)
+        if cache_gb:
+            assert reads == 1  # later epochs come from memory
+        else:
+            assert reads >= 3  # streamed: the file is read again every epoch
+    _, all_tiles = read_all(tiles)
+    expected = sorted(t["tile"].tobytes() for t in all_tiles)
+    for cache_gb, runs in epochs.items():
+        for epoch in runs:
+            assert sorted(epoch) == expected, cache_gb  # every tile once per epoch, cached or not
+        assert runs[1] != runs[2]  # shuffled again every epoch

@@ -14,17 +14,17 @@ from vae import records
 
 @pytest.mark.parametrize("size", [(320, 180), (96, 54), (64, 36), (50, 30)])
 def test_shapes(size):
-    from vae.model import build_vae
-    from vae.refiner import build_refiner
+    from vae.model import VAEConfig, build_vae
+    from vae.refiner import RefinerConfig, build_refiner
     width, height = size
-    vae = build_vae(height, width, codes=16)
+    vae = build_vae(VAEConfig(width, height, codes=16))
     x = np.random.default_rng(0).random((2, height, width, 3), np.float32)
     mean, log_var = vae.encoder(x)
     assert mean.shape == (2, 16) and log_var.shape == (2, 16)
     out = np.asarray(vae.decoder(mean))
     assert out.shape == (2, height, width, 3)
     assert out.min() >= 0 and out.max() <= 1
-    refined = np.asarray(build_refiner(height, width, filters=8, blocks=1)(x))
+    refined = np.asarray(build_refiner(RefinerConfig(width, height, filters=8, blocks=1))(x))
     assert refined.shape == (2, height, width, 3) and refined.min() >= 0 and refined.max() <= 1
 
 
@@ -47,29 +47,63 @@ def test_training_logs_and_loss_falls(exported):
     assert event_images(exported["refiner"])["preview"] == [20]
 
 
-def test_resume_continues(tmp_path, tiles):
+def test_resume_continues(tmp_path, tiles, exported):
+    """The shared run (60 steps, scalars every 5) continued to 70 with scalars every step."""
+    import shutil
+    import tensorflow as tf
     data = str(tiles.parent / "*.tfrecord.gz")
     logdir = tmp_path / "vae"
+    shutil.copytree(exported["vae"], logdir)
     args = ["--data", data, "--logdir", logdir, "--batch-size", 16, "--codes", 32, "--log-every", 1,
-            "--save-every", 100, "--preview-every", 100]
-    run_script("train_vae.py", *args, "--steps", 15)
-    import tensorflow as tf
-    first = tf.train.load_checkpoint(str(logdir / "checkpoints"))
-    assert first.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 15
-    result = run_script("train_vae.py", *args, "--steps", 25)
-    assert "resumed" in result.stderr and "step 15" in result.stderr
-    second = tf.train.load_checkpoint(str(logdir / "checkpoints"))
-    assert second.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 25
-    iterations = [k for k in second.get_variable_to_shape_map() if "optimizer" in k and "iteration" in k]
-    assert iterations and second.get_tensor(iterations[0]) == 25  # Adam's state continued, not restarted
+            "--save-every", 100, "--preview-every", 100, "--cache-gb", 1]  # tiles from memory after epoch 1
+    before = dict(event_scalars(logdir)["loss"])
+    result = run_script("train_vae.py", *args, "--steps", 70)
+    assert "resumed" in result.stderr and "step 60" in result.stderr
+    reader = tf.train.load_checkpoint(str(logdir / "checkpoints"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 70
+    iterations = [k for k in reader.get_variable_to_shape_map() if "optimizer" in k and "iteration" in k]
+    assert iterations and reader.get_tensor(iterations[0]) == 70  # Adam's state continued, not restarted
     losses = dict(event_scalars(logdir)["loss"])
-    assert sorted(losses) == list(range(1, 26))  # no gap, no repeat, stops exactly at 25
-    # The resumed run starts from the trained weights: its first loss is near step 15's, far below step 1's.
-    assert losses[16] < 0.8 * losses[1]
-    assert abs(losses[16] - losses[15]) < 0.5 * (losses[1] - losses[15])
-    # A third run with the same total has nothing left to do.
-    result = run_script("train_vae.py", *args, "--steps", 25)
+    assert sorted(losses) == list(range(5, 61, 5)) + list(range(61, 71))  # no gap, no repeat, stops at 70
+    # The resumed run starts from the trained weights: its first loss is near step 60's, far below step 5's.
+    assert losses[61] < 0.8 * before[5]
+    assert abs(losses[61] - before[60]) < 0.5 * (before[5] - before[60])
+    # A further run with the same total has nothing left to do.
+    result = run_script("train_vae.py", *args, "--steps", 70)
     assert "nothing to do" in result.stderr
+
+
+OLD_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "old_run")
+
+
+def test_runs_from_before_the_training_skeleton_resume(tmp_path, tiles, exported):
+    """Checkpoints and config.json written by the code before training.run (tests/fixtures/old_run)."""
+    import shutil
+    import tensorflow as tf
+    data = str(tiles.parent / "*.tfrecord.gz")
+    vae = tmp_path / "vae"
+    shutil.copytree(os.path.join(OLD_RUN, "vae"), vae)
+    config = json.loads((vae / "config.json").read_text())
+    assert "filters" not in config  # the old format; the fixture was made with 4 filters a layer to stay small
+    (vae / "config.json").write_text(json.dumps({**config, "filters": [4] * 6}))
+    result = run_script("train_vae.py", "--data", data, "--logdir", vae, "--steps", 8, "--batch-size", 8,
+                        "--codes", 8, "--log-every", 1)
+    assert "resumed" in result.stderr and "at step 6" in result.stderr
+    reader = tf.train.load_checkpoint(str(vae / "checkpoints"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 8
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 8
+    run_script("export_graphs.py", "--vae", vae, "--out", tmp_path / "models")
+    assert json.loads((tmp_path / "models" / "model.json").read_text())["vae_step"] == 8
+    refiner = tmp_path / "refiner"
+    shutil.copytree(os.path.join(OLD_RUN, "refiner"), refiner)
+    result = run_script("train_refiner.py", "--data", data, "--models", exported["models"], "--logdir", refiner,
+                        "--steps", 6, "--filters", 2, "--blocks", 1, "--batch-size", 8, "--identity-steps", 2)
+    assert "resumed" in result.stderr and "at step 4" in result.stderr
+    assert tf.train.load_checkpoint(str(refiner / "checkpoints")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 6
+    # A resumed run that would change the architecture is refused, naming the setting.
+    result = run_script("train_refiner.py", "--data", data, "--models", exported["models"], "--logdir", refiner,
+                        "--steps", 7, "--filters", 3, "--blocks", 1, check=False)
+    assert_one_line_error(result, "filters")
 
 
 LOAD_ALONE = textwrap.dedent("""
@@ -92,8 +126,8 @@ LOAD_ALONE = textwrap.dedent("""
 
 def test_export_loads_without_project_code(tmp_path, exported):
     import tensorflow as tf
-    from vae.model import build_vae
-    from vae.refiner import build_refiner
+    from vae.model import VAEConfig, build_vae
+    from vae.refiner import RefinerConfig, build_refiner
     meta = json.loads((exported["models"] / "model.json").read_text())
     assert (meta["width"], meta["height"], meta["codes"], meta["vae_step"], meta["refiner_step"]) == (64, 36, 32, 60, 20)
     x = np.random.default_rng(3).random((5, 36, 64, 3), np.float32)
@@ -103,9 +137,9 @@ def test_export_loads_without_project_code(tmp_path, exported):
                     str(tmp_path / "out.npz")], check=True, cwd=tmp_path, capture_output=True)
     got = np.load(tmp_path / "out.npz")
     # The same checkpoints restored into freshly built models give the same numbers.
-    vae = build_vae(36, 64, 32)
+    vae = build_vae(VAEConfig(64, 36, 32))
     tf.train.Checkpoint(model=vae).restore(tf.train.latest_checkpoint(str(exported["vae"] / "checkpoints"))).expect_partial()
-    refiner = build_refiner(36, 64)
+    refiner = build_refiner(RefinerConfig(64, 36))
     tf.train.Checkpoint(model=refiner).restore(
         tf.train.latest_checkpoint(str(exported["refiner"] / "checkpoints"))).expect_partial()
     mean, log_var = vae.encoder(x, training=False)

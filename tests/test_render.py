@@ -32,11 +32,30 @@ def test_embeddings_are_source_means(evaluated):
     assert not np.allclose(embeddings["clip"]["mean"], embeddings["paintings"]["mean"])
 
 
+def warmth(picture):
+    """Mean red minus blue of a BGR picture's coloured pixels (labels and background are grey)."""
+    pixels = picture.reshape(-1, 3).astype(int)
+    coloured = pixels[pixels.max(1) - pixels.min(1) > 20]
+    return (coloured[:, 2] - coloured[:, 0]).mean()
+
+
 def test_report_pictures(evaluated):
+    pictures = {}
     for name in ("reconstructions", "salted", "shift_sweep", "projection", "table"):
-        picture = cv2.imread(str(evaluated["report"] / f"{name}.png"))
+        picture = pictures[name] = cv2.imread(str(evaluated["report"] / f"{name}.png"))
         assert picture is not None and picture.shape[0] > 100 and picture.shape[1] > 100, name
         assert picture.std() > 5, name  # not blank
+    # Rows per source in sorted order: the clip's (cool) above the paintings' (warm), inputs and outputs alike.
+    for name in ("reconstructions", "salted"):
+        half = pictures[name].shape[0] // 2
+        assert warmth(pictures[name][:half]) < warmth(pictures[name][half:]) - 10, name
+    # The sweep's columns shift the clip toward the paintings: warmer to the right.
+    sweep = pictures["shift_sweep"]
+    third = sweep.shape[1] // 3
+    assert warmth(sweep[:, 2 * third:]) > warmth(sweep[:, :third]) + 10
+    # The projection shows both sources' points: matplotlib's first two colours, blue and orange.
+    points = pictures["projection"].reshape(-1, 3).astype(int)
+    assert (points[:, 0] > points[:, 2] + 60).sum() > 50 and (points[:, 2] > points[:, 0] + 100).sum() > 50
     assert "clip: " in evaluated["stdout"] and "PSNR" in evaluated["stdout"]
     # The TensorBoard projector: one metadata row and one sprite cell per code, codes in a checkpoint.
     import tensorflow as tf

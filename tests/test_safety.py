@@ -24,10 +24,10 @@ EXPORT_KINDS = textwrap.dedent("""
     for name, (width, height, codes, policy) in {"a": (32, 18, 8, "mixed_bfloat16"),
                                                  "b": (48, 27, 16, "mixed_float16")}.items():
         keras.mixed_precision.set_global_policy(policy)
-        vae = model.build_vae(height, width, codes)
+        vae = model.build_vae(model.VAEConfig(width, height, codes))
         export.save("encoder", vae.encoder, (height, width, 3), f"{out}/{name}")
         export.save("decoder", vae.decoder, (codes,), f"{out}/{name}")
-        export.save("refiner", refiner.build_refiner(height, width, 8, 1), (height, width, 3), f"{out}/{name}")
+        export.save("refiner", refiner.build_refiner(refiner.RefinerConfig(width, height, 8, 1)), (height, width, 3), f"{out}/{name}")
 """)
 
 

@@ -28,10 +28,21 @@ def info(message):
     print(message, file=sys.stderr, flush=True)
 
 
+class _DefaultsOnce(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help once, and only when there is a default to show:
+    not for required options, flags, or help that already names its default."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        if (action.default in (None, False, [], argparse.SUPPRESS) or action.required or "default" in help
+                or not action.option_strings):
+            return help
+        return help + " (default: %(default)s)"
+
+
 def parser(description):
     """An argument parser whose --help shows every default."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=_DefaultsOnce)
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
 
@@ -45,8 +56,9 @@ def detach_python_stderr():
 
 
 @contextlib.contextmanager
-def parked_stderr():
-    """Hold back what C++ code prints to file descriptor 2; show it only if the block fails."""
+def parked_stderr(show_on_error=True):
+    """Hold back what C++ code prints to file descriptor 2; show it only if the block fails
+    (and show_on_error)."""
     detach_python_stderr()
     sys.stderr.flush()
     saved = os.dup(2)
@@ -56,8 +68,9 @@ def parked_stderr():
             yield
         except BaseException:
             os.dup2(saved, 2)
-            parked.seek(0)
-            sys.stderr.write(parked.read().decode("utf-8", "replace"))
+            if show_on_error:
+                parked.seek(0)
+                sys.stderr.write(parked.read().decode("utf-8", "replace"))
             raise
         finally:
             os.dup2(saved, 2)

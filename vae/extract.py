@@ -20,14 +20,17 @@ class ShuffledWriter:
 
     Examples are held in memory and shuffled at the end. Past MEMORY_BUDGET they spill, each to
     one of several temporary bucket files at random; at the end each bucket is read alone,
-    shuffled and appended to the output, so memory holds one bucket.
+    shuffled and appended to the output, so memory holds one bucket. Given several output
+    paths (shards), the shuffled examples are dealt to them in turn.
     """
 
-    def __init__(self, out_path, seed):
-        self.out_path = out_path
+    def __init__(self, out_paths, seed):
+        self.out_paths = [out_paths] if isinstance(out_paths, str) else list(out_paths)
+        self.out_path = self.out_paths[0]
         self.rng = random.Random(seed)
         self.held, self.held_bytes, self.folder, self.buckets = [], 0, None, []
         self.count = 0
+        self.shard_counts = [0] * len(self.out_paths)
 
     def __call__(self, tile, source, kind, index):
         serialized = records.encode_tile(tile, source, kind, index)
@@ -59,11 +62,15 @@ class ShuffledWriter:
         if self.folder is not None:
             self._spill()
         groups = [self.held] if self.folder is None else (self._read_bucket(b) for b in self.buckets)
-        with records.RecordWriter(self.out_path) as out:
+        with contextlib.ExitStack() as stack:
+            outs = [stack.enter_context(records.RecordWriter(path)) for path in self.out_paths]
+            dealt = 0
             for examples in groups:
                 self.rng.shuffle(examples)
                 for example in examples:
-                    out.write(example)
+                    outs[dealt % len(outs)].write(example)
+                    self.shard_counts[dealt % len(outs)] += 1
+                    dealt += 1
 
     def cleanup(self):
         for bucket in self.buckets:
@@ -152,15 +159,25 @@ def image_tiles(folder, size, crops_per_image, seed, sink):
     return {"name": name, "kind": "images", "path": os.path.abspath(folder), "count": count}
 
 
+def shard_paths(out_path, shards):
+    """FILE.tfrecord.gz itself for one shard, else FILE-00000-of-0000N.tfrecord.gz and so on."""
+    if shards == 1:
+        return [out_path]
+    base = out_path[:-len(".tfrecord.gz")]
+    return [f"{base}-{i:05d}-of-{shards:05d}.tfrecord.gz" for i in range(shards)]
+
+
 def extract(out_path, videos, image_dirs, size, frame_step=10, crop="auto", crops_per_image=1,
-            seed=0):
-    """Write all tiles of all sources, shuffled, to out_path, and the manifest beside it."""
+            seed=0, shards=1):
+    """Write all tiles of all sources, shuffled, to out_path (or `shards` files named after it),
+    and the one manifest beside it."""
     check_sources(videos, image_dirs)
     width, height = size
+    paths = shard_paths(out_path, shards)
     with contextlib.ExitStack() as outputs:
         # Entered manifest first so it is renamed last: a manifest means complete records.
         tmp_manifest = outputs.enter_context(atomic_path(manifest.manifest_path(out_path)))
-        tmp_records = outputs.enter_context(atomic_path(out_path))
+        tmp_records = [outputs.enter_context(atomic_path(path)) for path in paths]
         shuffler = ShuffledWriter(tmp_records, seed)
         try:
             sources = [video_tiles(p, size, frame_step, crop, shuffler) for p in videos]
@@ -169,5 +186,7 @@ def extract(out_path, videos, image_dirs, size, frame_step=10, crop="auto", crop
             shuffler.finish()
         finally:
             shuffler.cleanup()
-        manifest.write_manifest(tmp_manifest, width, height, sources)
+        listed = None if shards == 1 else [{"path": os.path.basename(p), "count": n}
+                                           for p, n in zip(paths, shuffler.shard_counts)]
+        manifest.write_manifest(tmp_manifest, width, height, sources, shards=listed)
     return sources

@@ -23,7 +23,7 @@ def to_rgb8(image):
     if image.dtype == np.uint16:
         image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
     elif image.dtype != np.uint8:
-        image = (np.clip(image.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+        image = to_uint8(image)
     if image.ndim == 2 or image.shape[2] == 1:
         return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
     if image.shape[2] == 4:
@@ -81,6 +81,27 @@ def cut_tiles(image, size, crops=1, rng=None):
         interpolation = cv2.INTER_AREA if w >= tile_w else cv2.INTER_CUBIC
         tiles.append(cv2.resize(crop, (tile_w, tile_h), interpolation=interpolation))
     return tiles
+
+
+def to_uint8(images):
+    """Float images in 0..1 (any shape) as uint8, rounded; values outside are clipped."""
+    return (np.clip(np.asarray(images, np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def grid(rows, gap=2, columns=None, fill=255):
+    """Rows of equally sized images (uint8, or float in 0..1) as one uint8 picture.
+
+    Images sit `gap` pixels apart on `fill`; every row has `columns` places (default: the
+    longest row's), so short or empty rows leave blank places.
+    """
+    rows = [[img if np.asarray(img).dtype == np.uint8 else to_uint8(img) for img in row] for row in rows]
+    h, w = next(img for row in rows for img in row).shape[:2]
+    columns = columns or max(len(row) for row in rows)
+    picture = np.full((len(rows) * (h + gap) - gap, columns * (w + gap) - gap, 3), fill, np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row[:columns]):
+            picture[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = image
+    return picture
 
 
 def save_png(path, rgb):

@@ -10,6 +10,8 @@ def manifest_path(record_path):
     return base + ".json"
 
 
-def write_manifest(path, width, height, sources):
+def write_manifest(path, width, height, sources, shards=None):
+    """shards: [{"path": file name, "count": tiles}] when the records are split over several files."""
     with open(path, "w") as f:
-        json.dump({"width": width, "height": height, "sources": sources}, f, indent=2)
+        json.dump({"width": width, "height": height, "sources": sources, **({"shards": shards} if shards else {})},
+                  f, indent=2)

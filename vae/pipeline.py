@@ -8,13 +8,15 @@ _END = object()
 class Producer:
     """Runs an iterable in a thread and hands its items over a bounded queue.
 
-    Errors in the thread are raised in the consumer; close() stops the thread and closes the
-    iterable there (a generator that owns an ffmpeg process kills it on close).
+    An error in the thread is raised once in the consumer, which then sees the end; close()
+    stops the thread and closes the iterable there (a generator that owns an ffmpeg process
+    kills it on close).
     """
 
     def __init__(self, iterable, depth=3):
         self.queue = queue.Queue(depth)
         self.stopped = threading.Event()
+        self.ended = False
         self.thread = threading.Thread(target=self._run, args=(iterable,), daemon=True)
         self.thread.start()
 
@@ -41,12 +43,13 @@ class Producer:
                 close()
 
     def __iter__(self):
-        while True:
+        while not self.ended:
             item = self.queue.get()
-            if item is _END:
+            if item is _END or isinstance(item, BaseException):
+                self.ended = True  # a second pass ends at once instead of waiting for nothing
+                if item is not _END:
+                    raise item
                 return
-            if isinstance(item, BaseException):
-                raise item
             yield item
 
     def close(self):
@@ -55,18 +58,25 @@ class Producer:
 
 
 class Consumer:
-    """Calls fn(item) in a thread for every item put; its first error surfaces in put() or finish()."""
+    """Calls fn(item) in a thread for every item put; its first error surfaces once, in put()
+    or finish(), and later items are dropped."""
 
     def __init__(self, fn, depth=3):
-        self.fn, self.error = fn, None
+        self.fn, self.error, self.raised = fn, None, False
+        self.abandoned = threading.Event()
         self.queue = queue.Queue(depth)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
         while True:
-            item = self.queue.get()
-            if item is _END:
+            try:
+                item = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if self.abandoned.is_set():  # abandon() may have found the queue full
+                    return
+                continue
+            if item is _END or self.abandoned.is_set():
                 return
             if self.error is None:
                 try:
@@ -74,19 +84,23 @@ class Consumer:
                 except BaseException as e:
                     self.error = e
 
-    def put(self, item):
-        if self.error is not None:
+    def _surface(self):
+        if self.error is not None and not self.raised:
+            self.raised = True
             raise self.error
+
+    def put(self, item):
+        self._surface()
         self.queue.put(item)
 
     def finish(self):
         self.queue.put(_END)
         self.thread.join()
-        if self.error is not None:
-            raise self.error
+        self._surface()
 
     def abandon(self):
         self.error = self.error or RuntimeError("abandoned")
+        self.abandoned.set()
         try:
             self.queue.put_nowait(_END)
         except queue.Full:

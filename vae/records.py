@@ -10,7 +10,9 @@ Reading goes through tf.data.
 """
 import collections
 import glob
+import json
 import os
+import re
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import google_crc32c
 import numpy as np
 
-from vae.cli import UserError
+from vae import manifest
+from vae.cli import UserError, warn
 
 SCHEMA = {"raw": "bytes", "height": "int64", "width": "int64", "source": "bytes", "kind": "bytes",
           "index": "int64"}
@@ -27,7 +30,7 @@ COMPRESSION = "GZIP"
 
 def features():
     """The schema as tf.io parsing features."""
-    import tensorflow as tf
+    import tensorflow as tf  # here and below: only readers pay TensorFlow's start-up, not extraction
     dtypes = {"bytes": tf.string, "int64": tf.int64}
     return {name: tf.io.FixedLenFeature([], dtypes[kind]) for name, kind in SCHEMA.items()}
 
@@ -62,16 +65,6 @@ def encode_tile(tile, source, kind, index):
     entries = b"".join(_field(1, _field(1, name.encode()) + _field(2, _feature(SCHEMA[name], values[name])))
                        for name in SCHEMA)
     return _field(1, entries)
-
-
-def decode_tile(serialized):
-    """A serialized Example back as a dict of NumPy values (for scripts and tests)."""
-    import tensorflow as tf
-    example = tf.io.parse_single_example(serialized, features())
-    h, w = int(example["height"]), int(example["width"])
-    return {"tile": np.frombuffer(example["raw"].numpy(), np.uint8).reshape(h, w, 3),
-            "source": example["source"].numpy().decode(), "kind": example["kind"].numpy().decode(),
-            "index": int(example["index"])}
 
 
 def _masked_crc(data):
@@ -182,58 +175,204 @@ def parse_batch(serialized, size):
             "kind": parsed["kind"], "index": parsed["index"]}
 
 
-def readable_counts(files):
-    """Records readable in each file. A damaged tail costs a warning and keeps what precedes it;
-    a file with nothing readable is an error naming it."""
-    import tensorflow as tf
-    from vae.cli import warn
+class Damaged(Exception):
+    """A record file that stops being readable part way: `count` records precede the damage."""
+
+    def __init__(self, path, count, reason):
+        super().__init__(f"{path}: truncated or corrupt after {count} records ({reason})")
+        self.path, self.count = path, count
+
+
+def read_records(path, chunk=1 << 20):
+    """Yield the serialized records of a gzip TFRecord file in order, checking every CRC;
+    raise Damaged where the file stops being readable.
+
+    Plain Python and zlib, without TensorFlow's start-up: for the few records previews need.
+    """
+    count, buffer = 0, bytearray()
+    inflater = zlib.decompressobj(31)  # 31: a gzip header and trailer around the deflate stream
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(chunk)
+            end = not data
+            try:
+                while data:
+                    buffer += inflater.decompress(data)
+                    data = b""
+                    if inflater.eof and inflater.unused_data:  # a further gzip member
+                        data, inflater = inflater.unused_data, zlib.decompressobj(31)
+            except zlib.error as e:
+                raise Damaged(path, count, f"gzip: {e}")
+            at = 0
+            while len(buffer) - at >= 12:
+                length, length_crc = struct.unpack_from("<QI", buffer, at)
+                if length_crc != _masked_crc(bytes(buffer[at:at + 8])):
+                    raise Damaged(path, count, "bad length checksum")
+                if len(buffer) - at < 16 + length:
+                    break
+                record = bytes(buffer[at + 12:at + 12 + length])
+                if struct.unpack_from("<I", buffer, at + 12 + length)[0] != _masked_crc(record):
+                    raise Damaged(path, count, "bad record checksum")
+                at += 16 + length
+                count += 1
+                yield record
+            del buffer[:at]
+            if end:
+                if buffer or not inflater.eof:
+                    raise Damaged(path, count, "the file ends inside a record" if buffer else "the gzip stream is cut")
+                return
+
+
+def _shard_base(path):
+    """FILE for FILE-00000-of-00004.tfrecord.gz, else None."""
+    match = re.fullmatch(r"(.*)-\d{5}-of-\d{5}\.tfrecord\.gz", path)
+    return match.group(1) if match else None
+
+
+def manifest_counts(files):
+    """Tiles per file from the manifests beside them (None where a file has none): start-up
+    reads no records to count them."""
     counts = []
     for path in files:
-        count = 0
+        base = _shard_base(path)
         try:
-            for _ in tf.data.TFRecordDataset(path, compression_type=COMPRESSION):
-                count += 1
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as e:
-            if count == 0:
-                raise UserError(f"{path}: not a readable gzip tile record file ({e.message.splitlines()[0]})")
-            warn(f"{path}: truncated or corrupt after {count} records; training on those")
-        if count == 0:
-            raise UserError(f"{path}: holds no tiles")
-        counts.append(count)
+            with open(manifest.manifest_path(base + ".tfrecord.gz" if base else path)) as f:
+                listing = json.load(f)
+        except (OSError, ValueError):
+            counts.append(None)
+            continue
+        if base:
+            by_name = {s["path"]: s["count"] for s in listing.get("shards", [])}
+            counts.append(by_name.get(os.path.basename(path)))
+        else:
+            counts.append(sum(s["count"] for s in listing.get("sources", [])) or None)
     return counts
 
 
-def dataset(files, size, batch_size, shuffle=False, repeat=False, seed=None, drop_remainder=False,
-            images_only=True, counts=None):
-    """A tf.data pipeline of batches of tiles: parallel read and parse, prefetched.
+def default_cache_gb():
+    """Half the memory free now: the cache must leave room for the model and the rest."""
+    try:
+        with open("/proc/meminfo") as f:
+            free_kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+        return free_kb / (1 << 20) / 2
+    except (OSError, StopIteration, ValueError):
+        return 1.0
 
-    With images_only it yields just the float image batch (for training). With counts, only
-    that many records are read from each file (the readable part of a damaged file).
+
+_warned = set()
+
+
+def _check_end(path, count, consumed):
+    """At the end of a file's records in tf.data: a clean end has consumed as many bytes as the
+    gzip trailer says the file holds; anything else means the reader stopped at damage."""
+    path = path.numpy().decode()
+    if consumed.numpy() % (1 << 32) != _gzip_size(path) and path not in _warned:
+        _warned.add(path)
+        warn(f"{path}: truncated or corrupt after {count.numpy()} records; training on those")
+    return True
+
+
+def _not_last(record):
+    return record, False
+
+
+def _file_records(path):
+    """One file's serialized records as tf.data reads them natively (gzip inflated in C++, one
+    thread per file), stopping at damage, which _check_end reports once."""
+    import tensorflow as tf
+    end = tf.data.Dataset.from_tensors((tf.constant(b""), True))
+    marked = tf.data.TFRecordDataset(path, compression_type=COMPRESSION).ignore_errors()
+    marked = marked.map(_not_last).concatenate(end)
+
+    def count(state, item):
+        record, last = item
+        state = (state[0] + tf.cast(tf.logical_not(last), tf.int64),
+                 state[1] + tf.where(last, tf.constant(0, tf.int64), tf.cast(tf.strings.length(record), tf.int64) + 16))
+        return state, (record, last, state[0], state[1])
+
+    def report(record, last, n, consumed):
+        checked = tf.cond(last, lambda: tf.py_function(_check_end, [path, n, consumed], tf.bool),
+                          lambda: tf.constant(True))
+        return record, tf.logical_and(checked, tf.logical_not(last))
+
+    def kept(record, keep):
+        return keep
+
+    def record_only(record, keep):
+        return record
+
+    marked = marked.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count).map(report)
+    return marked.filter(kept).map(record_only)
+
+
+def training_dataset(files, size, batch_size, seed=None, cache_gb=None):
+    """Endless shuffled batches of uint8 tiles [B,H,W,3] for training.
+
+    The files (shards or not) are read in parallel, one stream per core; a damaged tail is found
+    where the stream reaches it, with a warning, and the records before it are used. Decoded tiles are
+    cached in memory when the data fits in `cache_gb` (default: half the free memory; 0:
+    stream every epoch): the first epoch streams and fills the cache, the later ones are
+    shuffled whole from memory.
     """
     import tensorflow as tf
-    counts = counts or [-1] * len(files)
-    ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(counts, tf.int64)))
-    ds = ds.interleave(lambda f, n: tf.data.TFRecordDataset(f, compression_type=COMPRESSION).take(n),
-                       cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=not shuffle)
-    if repeat:
-        ds = ds.repeat()
-    if shuffle:
-        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda s: parse_batch(s, size), num_parallel_calls=tf.data.AUTOTUNE)
-    if images_only:
-        ds = ds.map(lambda b: b["image"])
+    width, height = size
+    tile_bytes = width * height * 3
+    counts = manifest_counts(files)
+    # Files without a manifest: the gzip trailer holds the uncompressed size (mod 4 GiB).
+    estimate = sum(c * tile_bytes if c is not None else _gzip_size(p) for c, p in zip(counts, files))
+    budget = (default_cache_gb() if cache_gb is None else cache_gb) * (1 << 30)
+    parallel = min(len(files), os.cpu_count() or 2)
+
+    def decode(serialized):
+        raw = tf.io.parse_example(serialized, {"raw": tf.io.FixedLenFeature([], tf.string)})["raw"]
+        return tf.reshape(tf.io.decode_raw(raw, tf.uint8), [-1, height, width, 3])
+
+    if len(files) == 1:  # interleave's hand-over costs a single stream time and buys nothing
+        tiles = _file_records(tf.constant(files[0]))
+    else:
+        tiles = tf.data.Dataset.from_tensor_slices(files).interleave(
+            _file_records, cycle_length=parallel, num_parallel_calls=parallel, deterministic=False)
+    tiles = tiles.batch(64).map(decode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if 0 < estimate <= budget:
+        tiles = tiles.cache()
+        known = sum(c for c in counts if c is not None) if None not in counts else 100_000
+        # The first epoch fills the cache through a stream-sized buffer, so training starts at
+        # once; the later ones come from memory, shuffled across the whole data set.
+        ds = tiles.shuffle(2048, seed=seed).concatenate(
+            tiles.shuffle(max(known, 2048), seed=seed, reshuffle_each_iteration=True).repeat())
+    else:
+        ds = tiles.shuffle(2048, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size, drop_remainder=True)
     options = tf.data.Options()
     # Workers split batches, not files: one record file must still feed every worker.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def _gzip_size(path):
+    try:
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            return struct.unpack("<I", f.read(4))[0]
+    except OSError:
+        return os.path.getsize(path) * 2
+
+
+def dataset(files, size, batch_size):
+    """Batches of every tile of the files in file order (float images in 0..1 and labels):
+    parallel read and parse, prefetched. A damaged file raises tf.errors.DataLossError."""
+    import tensorflow as tf
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=COMPRESSION),
+                       cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size).map(lambda s: parse_batch(s, size), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
 def iterate(files, size, batch_size=256):
     """Every tile of the files as NumPy batches, in file order; a clear error if damaged."""
     import tensorflow as tf
-    ds = dataset(files, size, batch_size, images_only=False)
+    ds = dataset(files, size, batch_size)
     try:
         for batch in ds:
             yield {k: v.numpy() for k, v in batch.items()}

@@ -1,14 +1,32 @@
-"""The refiner: a residual network that makes the blurry VAE output look more like the input.
+"""The refiner, described once: its config, builder, losses and preview.
 
-Down by a strided convolution, residual blocks at half resolution, a transposed convolution
-back to exactly the tile size, a skip connection from a full-resolution feature map, and a
-final convolution to an RGB correction added to the input and clipped to 0..1.
+A residual network that makes the blurry VAE output look more like the input: down by a
+strided convolution, residual blocks at half resolution, a transposed convolution back to
+exactly the tile size, a skip connection from a full-resolution feature map, and a final
+convolution to an RGB correction added to the input and clipped to 0..1.
 """
+import dataclasses
+
 import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from vae import export, training
+from vae.cli import UserError
 from vae.model import crop_to
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinerConfig:
+    """Everything that builds the refiner and weighs its losses; saved as LOGDIR/config.json."""
+    width: int
+    height: int
+    filters: int = 32
+    blocks: int = 4
+    identity_steps: int = 500
+    tile_weight: float = 1.0
+    away_weight: float = 0.001
+    away_margin: float = 0.01
 
 
 def residual_block(x, filters, name):
@@ -18,15 +36,16 @@ def residual_block(x, filters, name):
     return layers.ELU()(layers.Add()([x, y]))
 
 
-def build_refiner(height, width, filters=32, blocks=4):
-    images = keras.Input((height, width, 3), name="images")
+def build_refiner(config):
+    filters = config.filters
+    images = keras.Input((config.height, config.width, 3), name="images")
     full = layers.ELU()(layers.Conv2D(filters, 3, padding="same", name="full_res")(images))
     x = layers.ELU()(layers.Conv2D(filters * 2, 3, strides=2, padding="same", name="down")(full))
-    for i in range(blocks):
+    for i in range(config.blocks):
         x = residual_block(x, filters * 2, f"block{i}")
     # A kernel divisible by the stride avoids the checkerboard of uneven overlaps.
     x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", name="up")(x)
-    x = layers.ELU()(crop_to(x, (height, width)))
+    x = layers.ELU()(crop_to(x, (config.width, config.height)))
     x = layers.Concatenate()([x, full])  # the skip connection keeps full-resolution detail
     x = layers.ELU()(layers.Conv2D(filters, 3, padding="same", name="merge")(x))
     correction = layers.Conv2D(3, 3, padding="same", name="to_rgb", dtype="float32")(x)
@@ -35,40 +54,49 @@ def build_refiner(height, width, filters=32, blocks=4):
     return keras.Model(images, refined, name="refiner")
 
 
-class RefinerTrainer(keras.Model):
-    """Trains the refiner against a frozen, exported VAE.
+class Spec(training.Spec):
+    """The refiner for training.run, against an exported VAE, frozen.
 
     The first `identity_steps` updates teach it to return its input (the VAE output) unchanged;
     after that the loss pulls the result toward the tile and, weighted by `away_weight`, away
     from the raw VAE output. The away term is margin / (margin + distance): it stays between 0
     and 1, where the original's plain reciprocal exploded as the two images met.
     """
+    name = "refiner"
+    config_class = RefinerConfig
+    tracked = ("loss", "tile_loss", "away_loss", "identity_loss")
+    architecture = ("width", "height", "filters", "blocks")
 
-    def __init__(self, refiner, vae_models, identity_steps, tile_weight=1.0, away_weight=0.001,
-                 away_margin=0.01, **kwargs):
-        super().__init__(**kwargs)
-        self.refiner = refiner
-        self.vae_models = vae_models
-        self.identity_steps = identity_steps
-        self.tile_weight, self.away_weight, self.away_margin = tile_weight, away_weight, away_margin
+    def configure(self, args, config):
+        return dataclasses.replace(config, filters=args.filters, blocks=args.blocks,
+                                   identity_steps=args.identity_steps, tile_weight=args.tile_weight,
+                                   away_weight=args.away_weight, away_margin=args.away_margin)
+
+    def build(self, config, args):
+        self.vae = export.Models(args.models, unsafe=args.unsafe_models)
+        if (self.vae.width, self.vae.height) != (config.width, config.height):
+            raise UserError(f"the models in {args.models} take {self.vae.width}x{self.vae.height} tiles, "
+                            f"the records hold {config.width}x{config.height}")
+        self.notes = {"models": args.models, "vae_step": self.vae.meta.get("vae_step")}
+        return build_refiner(config)
 
     def vae_output(self, tiles):
-        mean, _ = self.vae_models.encode(tiles)
-        return tf.stop_gradient(self.vae_models.decode(mean))
+        mean, _ = self.vae.encode(tiles)
+        return tf.stop_gradient(self.vae.decode(mean))
 
-    def train_step(self, tiles):
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    def losses(self, net, tiles, config, optimizer):
         blurry = self.vae_output(tiles)
-        identity_phase = self.optimizer.iterations < self.identity_steps
-        with tf.GradientTape() as tape:
-            refined = self.refiner(blurry, training=True)
-            to_input = ops.mean(ops.square(refined - blurry))
-            to_tile = ops.mean(ops.square(refined - tiles))
-            away = self.away_margin / (self.away_margin + to_input)
-            main = self.tile_weight * to_tile + self.away_weight * away
-            loss = tf.where(identity_phase, to_input, main) / replicas
-            scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, self.refiner.trainable_weights)
-        self.optimizer.apply_gradients(zip(gradients, self.refiner.trainable_weights))
-        return {"loss": loss, "tile_loss": to_tile / replicas, "away_loss": away / replicas,
-                "identity_loss": to_input / replicas}
+        refined = net(blurry, training=True)
+        to_input = ops.mean(ops.square(refined - blurry))
+        to_tile = ops.mean(ops.square(refined - tiles))
+        away = config.away_margin / (config.away_margin + to_input)
+        main = config.tile_weight * to_tile + config.away_weight * away
+        loss = tf.where(optimizer.iterations < config.identity_steps, to_input, main)
+        return {"loss": loss, "tile_loss": to_tile, "away_loss": away, "identity_loss": to_input}
+
+    def preview(self, net, samples):
+        blurry = self.vae_output(samples)
+        return [samples, blurry, net(blurry, training=False)]
+
+    def describe(self, config, args):
+        return f"the refiner against {args.models}, {config.identity_steps} identity steps first,"

@@ -1,13 +1,16 @@
 """The pictures of evaluate_embeddings.py --report, drawn with matplotlib."""
 import os
 
+import cv2
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorboard.plugins import projector  # noqa: E402
 
-from vae import latent  # noqa: E402
+from vae import images, latent  # noqa: E402
 from vae.cli import atomic_path  # noqa: E402
 
 MIX_SHIFT = (0.5, 1.0)
@@ -21,28 +24,22 @@ def save(fig, path):
     plt.close(fig)
 
 
-def grid_figure(rows, row_labels, col_labels=None, title=None):
-    """A figure of images: rows of equally many float RGB images, labelled."""
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+def grid_figure(rows, row_labels, col_labels=None, title=None, gap=4):
+    """A figure of one image grid (rows of equally sized float RGB images), labelled beside and above."""
+    picture = images.grid(rows, gap)
     h, w = rows[0][0].shape[:2]
     scale = max(1.0, 1.4 / (w / 100))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * w / 100 * scale + 1.2, n_rows * h / 100 * scale + 0.6),
-                             squeeze=False)
-    for r, row in enumerate(rows):
-        for c in range(n_cols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(row):
-                ax.imshow(np.clip(row[c], 0, 1), interpolation="nearest")
-            else:
-                ax.axis("off")
-            if c == 0:
-                ax.set_ylabel(row_labels[r], fontsize=8)
-            if col_labels and r == 0:
-                ax.set_title(col_labels[c], fontsize=8)
+    fig, ax = plt.subplots(figsize=(picture.shape[1] / 100 * scale + 1.2, picture.shape[0] / 100 * scale + 0.6))
+    ax.imshow(picture, interpolation="nearest")
+    ax.set_yticks([r * (h + gap) + h / 2 for r in range(len(rows))], row_labels, fontsize=8)
+    ax.set_xticks([c * (w + gap) + w / 2 for c in range(len(col_labels))] if col_labels else [], col_labels or [],
+                  fontsize=8)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=10)
+        ax.set_title(title, fontsize=10, pad=14 if col_labels else 6)
     return fig
 
 
@@ -164,22 +161,17 @@ def write_projector(folder, codes):
 
     View with `tensorboard --logdir FOLDER`, Projector tab. Holds the first len(tiles) codes.
     """
-    import tensorflow as tf
-    from tensorboard.plugins import projector
-    from vae.images import save_png
     tiles = codes["tiles"]
     n, h, w = tiles.shape[:3]
     scale = min(1.0, 64 / w)
     th, tw = max(1, round(h * scale)), max(1, round(w * scale))
     side = int(np.ceil(np.sqrt(n)))
-    sprite = np.full((side * th, side * tw, 3), 255, np.uint8)
-    import cv2
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, side)
-        sprite[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = cv2.resize(tile, (tw, th), interpolation=cv2.INTER_AREA)
+    small = [cv2.resize(tile, (tw, th), interpolation=cv2.INTER_AREA) for tile in tiles]
+    # The projector cuts the sprite into a side x side grid of cells without gaps.
+    sprite = images.grid([small[r * side:(r + 1) * side] for r in range(side)], gap=0, columns=side)
     with atomic_path(folder) as tmp:
         os.makedirs(tmp)
-        save_png(os.path.join(tmp, "sprite.png"), sprite)
+        images.save_png(os.path.join(tmp, "sprite.png"), sprite)
         with open(os.path.join(tmp, "metadata.tsv"), "w") as f:
             f.writelines(f"{source}\n" for source in codes["sources"][:n])
         embedding = tf.Variable(codes["codes"][:n], name="codes")

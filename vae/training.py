@@ -1,24 +1,123 @@
-"""The training loop both models share: distribution, checkpoints, summaries, previews, signals.
+"""One training run for any model: strategy, data, precision, XLA, checkpoints, summaries,
+previews, signals and the divergence guard. A model type brings a Spec (vae/model.py,
+vae/refiner.py): its config dataclass, builder, losses and preview; `run` does the rest.
 
 Steps count optimizer updates. A run continues from the latest checkpoint in its logdir and
 stops at the total step asked for; SIGINT or SIGTERM saves a checkpoint at the step reached
 and exits; a non-finite loss stops the run without saving, so the last good checkpoint stays.
 """
+import contextlib
+import dataclasses
 import glob
 import json
 import os
 import shutil
 import signal
+import socket
+import sys
 import tempfile
 import time
 
+import cv2
+import keras
 import numpy as np
 import tensorflow as tf
 
-from vae import device, video
+from vae import device, images, records, video
 from vae.cli import UserError, info, parked_stderr, progress
-from vae.images import save_png
 
+
+class Spec:
+    """What a model type brings to a run. Subclasses set the three names and the five methods."""
+    name = ""            # config.json's "model"
+    config_class = None  # a dataclass with `width` and `height`: all that rebuilds the model
+    architecture = ()    # config fields that shape the checkpoint; a resumed run must keep them
+    tracked = ()         # names of the losses, logged as TensorBoard scalars
+    notes = {}           # extra facts for config.json, set by build()
+
+    def configure(self, args, config):
+        """The run's config: `config` (the stored one, or a fresh one at the data's tile size)
+        with what the command line sets."""
+        raise NotImplementedError
+
+    def build(self, config, args):
+        """The network to train (checkpointed as `model`), built inside the strategy's scope."""
+        raise NotImplementedError
+
+    def losses(self, net, tiles, config, optimizer):
+        """{name: scalar} for float tiles in 0..1 on this replica; "loss" is minimised."""
+        raise NotImplementedError
+
+    def preview(self, net, samples):
+        """Rows of images for the preview grid."""
+        raise NotImplementedError
+
+    def describe(self, config, args):
+        """A few words for the start-up line."""
+        raise NotImplementedError
+
+
+# --- configs ---------------------------------------------------------------------------
+
+def config_path(logdir):
+    return os.path.join(logdir, "config.json")
+
+
+def config_from_json(config_class, stored, path):
+    """The dataclass from config.json's fields; fields it lacks (older runs) keep their defaults.
+    Each value must have its field's type: the file is data, and nothing in it is run."""
+    values = {}
+    for field in dataclasses.fields(config_class):
+        if field.name not in stored:
+            continue
+        value, kind = stored[field.name], field.type
+        expected, ok = {int: ("a whole number", lambda v: type(v) is int and v >= 0),
+                        float: ("a number", lambda v: type(v) in (int, float)),
+                        tuple: ("a list of positive whole numbers",
+                                lambda v: isinstance(v, list) and all(type(x) is int and x > 0 for x in v))}[kind]
+        if not ok(value):
+            raise UserError(f"{path}: {field.name} must be {expected}, not {value!r}")
+        values[field.name] = tuple(value) if kind is tuple else value
+    return config_class(**values)
+
+
+def load_config(logdir, spec):
+    """A logdir's config, or a UserError saying there is no run of this kind there."""
+    path = config_path(logdir)
+    if not os.path.isfile(path):
+        raise UserError(f"{logdir}: no training run here (no config.json); train first")
+    try:
+        with open(path) as f:
+            stored = json.load(f)
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})")
+    if not isinstance(stored, dict) or stored.get("model") != spec.name:
+        raise UserError(f"{logdir}: not a {spec.name} training run")
+    return config_from_json(spec.config_class, stored, path)
+
+
+def run_config(spec, args, width, height):
+    """The config of this run; on resume the stored one, with what the command line may change."""
+    path = config_path(args.logdir)
+    if not os.path.isfile(path):
+        return spec.configure(args, spec.config_class(width=width, height=height))
+    stored = load_config(args.logdir, spec)
+    config = spec.configure(args, dataclasses.replace(stored, width=width, height=height))
+    for name in spec.architecture:
+        if getattr(stored, name) != getattr(config, name):
+            raise UserError(f"{args.logdir} holds a run with {name}={getattr(stored, name)}, not "
+                            f"{getattr(config, name)}; use another --logdir")
+    return config
+
+
+def save_config(spec, config, args, files):
+    with open(config_path(args.logdir) + ".tmp", "w") as f:
+        json.dump({"model": spec.name, **dataclasses.asdict(config), **spec.notes, "batch_size": args.batch_size,
+                   "learning_rate": args.learning_rate, "seed": args.seed, "data": files}, f, indent=2)
+    os.replace(config_path(args.logdir) + ".tmp", config_path(args.logdir))
+
+
+# --- distribution ----------------------------------------------------------------------
 
 def make_strategy(debug_devices=None):
     """MultiWorkerMirroredStrategy under TF_CONFIG, MirroredStrategy on several GPUs, else default.
@@ -26,6 +125,7 @@ def make_strategy(debug_devices=None):
     Must run before any other TensorFlow op: the multi-worker runtime has to start first.
     """
     if os.environ.get("TF_CONFIG"):
+        wait_for_peers(cluster_addresses())
         with parked_stderr():  # device discovery's notes, as in cli.quiet_tensorflow
             return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
@@ -36,6 +136,74 @@ def make_strategy(debug_devices=None):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * debug_devices)
         return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
     return tf.distribute.get_strategy()
+
+
+def cluster_addresses():
+    """(this task's address, {'worker 1': address, ...} of the others) from TF_CONFIG."""
+    try:
+        config = json.loads(os.environ["TF_CONFIG"])
+        me = (config["task"]["type"], int(config["task"]["index"]))
+        tasks = {(kind, i): address for kind, addresses in config["cluster"].items()
+                 for i, address in enumerate(addresses)}
+        mine = tasks.pop(me)
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise UserError(f"TF_CONFIG is not a valid cluster description ({e})")
+    return mine, {f"{kind} {i}": address for (kind, i), address in sorted(tasks.items())}
+
+
+def _answers(address, timeout=1.0):
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_peers(cluster, poll=0.5):
+    """Wait, in Python, until every other task of the cluster answers on its port.
+
+    TensorFlow's own wait for the cluster blocks in C++ holding the GIL: no message, and
+    Ctrl-C and SIGTERM go unheard until it ends. So each task first listens on its own port
+    with a plain socket (peers see it is up), waits here where signals work, then frees the
+    port for TensorFlow's server, which peers that already saw us reach just as well.
+    """
+    mine, peers = cluster
+    host, port = mine.rsplit(":", 1)
+    try:
+        listener = socket.create_server(("", int(port)))
+    except OSError as e:
+        raise UserError(f"cannot listen on {mine} (this task's address in TF_CONFIG): {e.strerror}")
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    said, missing = None, dict(peers)
+    try:
+        started = time.monotonic()
+        while True:
+            missing = {name: address for name, address in peers.items() if not _answers(address)}
+            if not missing:
+                break
+            if time.monotonic() - started > 2 and missing != said:
+                waiting = ", ".join(f"{name} at {address}" for name, address in missing.items())
+                info(f"waiting for {waiting} (from TF_CONFIG); Ctrl-C to stop")
+                said = missing
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        waiting = ", ".join(f"{name} at {address}" for name, address in missing.items())
+        print(f"error: stopped while waiting for {waiting}", file=sys.stderr, flush=True)
+        sys.exit(130)
+    finally:
+        listener.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def lost_peers_error(error):
+    """A collective failed: name the workers that no longer answer, instead of gRPC's text."""
+    _, peers = cluster_addresses()
+    lost = [f"{name} at {address}" for name, address in peers.items() if not _answers(address)]
+    if lost:
+        return UserError(f"lost {', '.join(lost)}: it stopped answering, so training stopped "
+                         "(the last checkpoint is kept; start all workers again to resume)")
+    return UserError(f"the cluster failed: {error.message.splitlines()[0]}")
 
 
 def is_chief(strategy):
@@ -49,76 +217,59 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def set_precision(mixed, xla):
-    """Mixed precision: float16 on a GPU, bfloat16 on a CPU (where float16 is slow)."""
-    import keras
-    if mixed:
-        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-        keras.mixed_precision.set_global_policy(policy)
-        info(f"mixed precision: {policy}")
-    if xla:
-        info("XLA: compiling the train step")
-
-
-def make_optimizer(learning_rate):
-    import keras
-    optimizer = keras.optimizers.Adam(learning_rate)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def load_config(logdir):
-    path = os.path.join(logdir, "config.json")
-    if not os.path.isfile(path):
-        raise UserError(f"{logdir}: no training run here (no config.json); train first")
-    with open(path) as f:
-        return json.load(f)
-
-
-def save_config(logdir, config, chief):
-    """Write the run's settings once; a resumed run must agree with them."""
-    path = os.path.join(logdir, "config.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            old = json.load(f)
-        for key in ("model", "width", "height", "codes"):
-            if key in old and old.get(key) != config.get(key):
-                raise UserError(f"{logdir} holds a run with {key}={old[key]}, not {config.get(key)}; "
-                                "use another --logdir")
-        return old
+def checkpoint_manager(logdir, checkpoint, step, strategy, chief):
+    """The chief saves to LOGDIR/checkpoints. Other workers must save too (saving is
+    collective), so they save to a private folder that is removed when they finish."""
     if chief:
-        os.makedirs(logdir, exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(config, f, indent=2)
-        os.replace(path + ".tmp", path)
-    return config
+        folder = os.path.join(logdir, "checkpoints")
+    else:
+        os.makedirs(logdir, exist_ok=True)  # a worker's own logdir, on a machine of its own, may be new
+        folder = tempfile.mkdtemp(prefix=f".worker{strategy.cluster_resolver.task_id}.", dir=logdir)
+    return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=3, step_counter=step)
 
 
-def sample_tiles(files, size, counts=None, count=8):
-    """Fixed tiles for previews: the first ones of the data, taken round-robin across sources."""
-    from vae import records
+def take_chief_state(strategy, variables):
+    """Every worker continues from the chief's state: workers without shared storage have no
+    checkpoint of their own to restore. One all-reduce in which only the chief contributes."""
+    chief = float(is_chief(strategy))
+
+    @tf.function
+    def sync():
+        def replica_fn():
+            context = tf.distribute.get_replica_context()
+            return [context.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(v, tf.float64) * chief)
+                    for v in variables]
+        values = strategy.run(replica_fn)
+        for v, value in zip(variables, values):
+            v.assign(tf.cast(strategy.experimental_local_results(value)[0], v.dtype))
+
+    sync()
+
+
+# --- previews and signals --------------------------------------------------------------
+
+def sample_tiles(files, size, count=8, scan=256):
+    """Fixed tiles for previews: among the first `scan` tiles (shuffled at extraction), the
+    first ones of each source in turn. Stops quietly at damage, which training warns about."""
+    serialized = []
+    for path in files:
+        try:
+            for record in records.read_records(path):
+                serialized.append(record)
+                if len(serialized) >= scan * (files.index(path) + 1) // len(files):
+                    break
+        except records.Damaged:
+            pass
+    batch = records.parse_batch(tf.constant(serialized), size)
     by_source = {}
-    for batch in records.dataset(files, size, 256, images_only=False, counts=counts).take(4):
-        for image, source in zip(batch["image"].numpy(), batch["source"].numpy()):
-            by_source.setdefault(source, []).append(image)
+    for image, source in zip(batch["image"].numpy(), batch["source"].numpy()):
+        by_source.setdefault(source, []).append(image)
     picked = []
     while len(picked) < count and any(by_source.values()):
         for source in sorted(by_source):
             if by_source[source] and len(picked) < count:
                 picked.append(by_source[source].pop(0))
     return np.stack(picked)
-
-
-def image_grid(rows, gap=2):
-    """Rows of equally sized float images (each a [N,H,W,3] array) as one uint8 picture."""
-    rows = [np.clip(np.asarray(r, np.float32), 0, 1) for r in rows]
-    n, h, w, _ = rows[0].shape
-    grid = np.ones((len(rows) * (h + gap) - gap, n * (w + gap) - gap, 3), np.float32)
-    for r, row in enumerate(rows):
-        for i, image in enumerate(row):
-            grid[r * (h + gap):r * (h + gap) + h, i * (w + gap):i * (w + gap) + w] = image
-    return (grid * 255 + 0.5).astype(np.uint8)
 
 
 class Previews:
@@ -129,16 +280,15 @@ class Previews:
         self.logdir, self.render = logdir, render
 
     def __call__(self, step, writer):
-        grid = self.render()
+        grid = images.grid(self.render())
         with writer.as_default(step=step):
             tf.summary.image("preview", grid[None], step=step)
         os.makedirs(self.folder, exist_ok=True)
-        save_png(os.path.join(self.folder, f"step_{step:08d}.png"), grid)
+        images.save_png(os.path.join(self.folder, f"step_{step:08d}.png"), grid)
         self.write_progress_video()
 
     def write_progress_video(self):
         """All previews so far as a short MP4, two frames a second (the original's touch)."""
-        import cv2
         paths = sorted(glob.glob(os.path.join(self.folder, "step_*.png")))
         frames = [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in paths]
         frames = [f for f in frames if f.shape == frames[-1].shape]
@@ -182,89 +332,180 @@ def diverged(logdir, what):
                     f"the last good checkpoint is kept: {kept}")
 
 
-def checkpoint_manager(logdir, checkpoint, step, strategy, chief):
-    """The chief saves to LOGDIR/checkpoints. Other workers must save too (saving is
-    collective), so they save to a private folder that is removed when they finish."""
-    if chief:
-        folder = os.path.join(logdir, "checkpoints")
-    else:
-        folder = tempfile.mkdtemp(prefix=f".worker{strategy.cluster_resolver.task_id}.", dir=logdir)
-    return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=3, step_counter=step)
+# --- the run ---------------------------------------------------------------------------
+
+def set_precision(mixed):
+    """Mixed precision: float16 on a GPU, bfloat16 on a CPU (where float16 is slow)."""
+    if mixed:
+        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+        keras.mixed_precision.set_global_policy(policy)
+        info(f"mixed precision: {policy}")
+
+
+def make_optimizer(learning_rate):
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+class Trainer:
+    """The train step of any spec: uint8 tiles in, made float on the device; one update;
+    the losses kept in keras.metrics.Mean trackers until the loop logs them."""
+
+    def __init__(self, spec, net, config, optimizer):
+        self.spec, self.net, self.config, self.optimizer = spec, net, config, optimizer
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in spec.tracked}
+
+    def step(self, tiles):
+        tiles = tf.cast(tiles, tf.float32) / 255.0
+        variables = self.net.trainable_variables
+        with tf.GradientTape() as tape:
+            losses = self.spec.losses(self.net, tiles, self.config, self.optimizer)
+            scaled = self.optimizer.scale_loss(losses["loss"])
+        # Each replica's loss is its own batch's mean; the optimizer sums the replicas'
+        # gradients, so dividing here makes the sum the gradient of the global mean.
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        gradients = [g / replicas for g in tape.gradient(scaled, variables)]
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in losses.values()])
+        for name, value in losses.items():
+            self.trackers[name].update_state(value)
+        return finite
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
 
 
 @tf.function
 def _all_finite(variables):
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables if v.dtype.is_floating])
 
 
-def train(*, strategy, logdir, total_steps, batches, step_fn, checkpoint, step, optimizer, learning_rate, preview,
-          log_every, preview_every, save_every, global_batch, weights):
-    """Run step_fn over batches until `step` reaches total_steps. Returns the exit status.
-
-    step_fn(batch) -> dict of per-replica losses; their replica sum is the global mean.
-    `weights` are checked to be finite before every save.
-    """
+def run(args, spec):
+    """Train spec's model on args.data until args.steps; returns the exit status."""
+    strategy = make_strategy(args.cpu_replicas)  # before any other TensorFlow op
     chief = is_chief(strategy)
-    manager = checkpoint_manager(logdir, checkpoint, step, strategy, chief)
+    files = records.find_files(args.data)
+    width, height = records.tile_size(files)
+    config = run_config(spec, args, width, height)
+    keras.utils.set_random_seed(args.seed)
+    set_precision(args.mixed_precision)
+    device.report(keras.mixed_precision.global_policy().name, args.xla, args.batch_size)
+    with strategy.scope():
+        net = spec.build(config, args)
+        optimizer = make_optimizer(args.learning_rate)
+        optimizer.build(net.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        trainer = Trainer(spec, net, config, optimizer)
+        # The first step at which a loss was not finite; read on the host only where the loop
+        # waits for the device anyway (logs, previews, saves), so the device runs ahead between.
+        bad_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_step")
+    if chief:
+        os.makedirs(args.logdir, exist_ok=True)
+        save_config(spec, config, args, files)
+    checkpoint = tf.train.Checkpoint(step=step, model=net, optimizer=optimizer)
+    info(f"training {spec.describe(config, args)} on {width}x{height} tiles from {len(files)} file(s), "
+         f"{strategy.num_replicas_in_sync} replica(s)" + (", XLA" if args.xla else ""))
+    batches = records.training_dataset(files, (width, height), args.batch_size, seed=args.seed,
+                                       cache_gb=getattr(args, "cache_gb", None))
+    samples = sample_tiles(files, (width, height)) if chief else None
+    preview = Previews(args.logdir, lambda: spec.preview(net, samples))
+
+    def replica_step(tiles):
+        return tf.cast(tf.logical_not(trainer.step(tiles)), tf.int32)  # 1 where a loss is not finite
+
+    replica_step = tf.function(replica_step, jit_compile=True) if args.xla else replica_step
+
+    @tf.function
+    def distributed_step(tiles):
+        failed = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(tiles,)), axis=None)
+        step.assign_add(1)
+        bad_step.assign(tf.where((failed > 0) & (bad_step == 0), step, bad_step))
+
+    manager = checkpoint_manager(args.logdir, checkpoint, step, strategy, chief)
+    multi_worker = bool(os.environ.get("TF_CONFIG"))
+    # A lost peer makes every collective print gRPC's errors from C++; the one line we print
+    # below says what happened (--debug shows them).
+    quiet = parked_stderr(show_on_error=args.debug) if multi_worker else contextlib.nullcontext()
     try:
-        latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
-        if latest:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-            info(f"resumed from {latest} at step {int(step.numpy())}")
-        # The checkpoint restores the old rate; the one asked for now wins (e.g. lower after divergence).
-        optimizer.learning_rate.assign(learning_rate)
-        start = int(step.numpy())
-        if start >= total_steps:
-            info(f"{logdir} is already at step {start} (asked for {total_steps}): nothing to do")
-            return 0
-        writer = tf.summary.create_file_writer(logdir) if chief else tf.summary.create_noop_writer()
-        device.write_summary(writer, start + 1)  # the run's device on record beside its curves
-
-        @tf.function
-        def distributed_step(batch):
-            losses = strategy.run(step_fn, args=(batch,))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in losses.items()}
-
-        iterator = iter(strategy.experimental_distribute_dataset(batches))
-        window, window_steps, window_start = {}, 0, time.perf_counter()
-        status = 0
-        with StopRequest() as stop, progress(total=total_steps, desc="steps", unit="step") as bar:
-            bar.update(start)
-            for current in range(start + 1, total_steps + 1):
-                losses = {k: float(v) for k, v in distributed_step(next(iterator)).items()}
-                bad = [k for k, v in losses.items() if not np.isfinite(v)]
-                if bad:
-                    diverged(logdir, f"{bad[0]} became {losses[bad[0]]} at step {current}")
-                step.assign(current)
-                for k, v in losses.items():
-                    window[k] = window.get(k, 0.0) + v
-                window_steps += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses['loss']:.4g}", refresh=False)
-                stopping = stop.signum is not None  # read once: a signal may land mid-iteration
-                last = current == total_steps or stopping
-                if current % log_every == 0 or last:
-                    elapsed = time.perf_counter() - window_start
-                    with writer.as_default(step=current):
-                        for k, v in window.items():
-                            tf.summary.scalar(k, v / window_steps, step=current)
-                        tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()), step=current)
-                        tf.summary.scalar("tiles_per_second", window_steps * global_batch / max(elapsed, 1e-9),
-                                          step=current)
-                    window, window_steps, window_start = {}, 0, time.perf_counter()
-                if chief and (current % preview_every == 0 or last):
-                    preview(current, writer)
-                if current % save_every == 0 or last:
-                    if not bool(_all_finite(weights)):
-                        diverged(logdir, f"the weights became non-finite at step {current}")
-                    manager.save(checkpoint_number=current)
-                if stopping:
-                    info(f"stopped at step {current}; checkpoint saved in {manager.directory}; "
-                         "run the same command again to resume")
-                    status = 128 + stop.signum
-                    break
-        writer.flush()
-        return status
+        with quiet:
+            return _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer, trainer, batches,
+                         distributed_step, preview, net)
+    except tf.errors.OpError as e:
+        if multi_worker and isinstance(e, (tf.errors.UnavailableError, tf.errors.CancelledError,
+                                           tf.errors.DeadlineExceededError, tf.errors.InternalError,
+                                           tf.errors.AbortedError)):
+            raise lost_peers_error(e) from e
+        raise
     finally:
         if not chief:  # its saves were only for the collective
             shutil.rmtree(manager.directory, ignore_errors=True)
+
+
+def _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer, trainer, batches,
+          distributed_step, preview, net):
+    latest = tf.train.latest_checkpoint(os.path.join(args.logdir, "checkpoints"))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        info(f"resumed from {latest} at step {int(step.numpy())}")
+    if os.environ.get("TF_CONFIG"):
+        take_chief_state(strategy, [step, *net.variables, *optimizer.variables])
+    # The checkpoint restores the old rate; the one asked for now wins (e.g. lower after divergence).
+    optimizer.learning_rate.assign(args.learning_rate)
+    start = int(step.numpy())
+    if start >= args.steps:
+        info(f"{args.logdir} is already at step {start} (asked for {args.steps}): nothing to do")
+        return 0
+    writer = tf.summary.create_file_writer(args.logdir) if chief else tf.summary.create_noop_writer()
+    device.write_summary(writer, start + 1)  # the run's device on record beside its curves
+    iterator = iter(strategy.experimental_distribute_dataset(batches))
+    window_steps, window_start = 0, time.perf_counter()
+    status = 0
+
+    def check_finite():
+        bad = int(bad_step.numpy())
+        if bad:
+            diverged(args.logdir, f"the loss became non-finite at step {bad}")
+
+    with StopRequest() as stop, progress(total=args.steps, desc="steps", unit="step") as bar:
+        bar.update(start)
+        for current in range(start + 1, args.steps + 1):
+            distributed_step(next(iterator))
+            window_steps += 1
+            bar.update(1)
+            stopping = stop.signum is not None  # read once: a signal may land mid-iteration
+            last = current == args.steps or stopping
+            log, show, save = (current % every == 0 or last
+                               for every in (args.log_every, args.preview_every, args.save_every))
+            if log or show or save:  # on every worker alike: the flag is the same on all
+                check_finite()
+            if log:
+                elapsed = time.perf_counter() - window_start
+                # The only place the losses come to the host: the trackers' means since the last log.
+                means = {m.name: float(m.result()) for m in trainer.metrics}
+                with writer.as_default(step=current):
+                    for name, value in means.items():
+                        tf.summary.scalar(name, value, step=current)
+                    tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()), step=current)
+                    tf.summary.scalar("tiles_per_second", window_steps * args.batch_size / max(elapsed, 1e-9),
+                                      step=current)
+                for m in trainer.metrics:
+                    m.reset_state()
+                bar.set_postfix(loss=f"{means['loss']:.4g}", refresh=False)
+                window_steps, window_start = 0, time.perf_counter()
+            if chief and show:
+                preview(current, writer)
+            if save:
+                if not bool(_all_finite(net.weights)):
+                    diverged(args.logdir, f"the weights became non-finite at step {current}")
+                manager.save(checkpoint_number=current)
+            if stopping:
+                info(f"stopped at step {current}; checkpoint saved in {manager.directory}; "
+                     "run the same command again to resume")
+                status = 128 + stop.signum
+                break
+    writer.flush()
+    print(f"{args.logdir}: step {int(step.numpy())} of {args.steps}")
+    return status
