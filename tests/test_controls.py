@@ -62,18 +62,18 @@ def test_style_mix_is_the_weighted_mean(tmp_path, evaluated, media):
     sources["warm:ish"] = {**sources["paintings"], "mean": [v * -3 for v in sources["paintings"]["mean"]]}
     (models / "embeddings.json").write_text(json.dumps(embeddings))
     out = tmp_path / "mixed.mp4"
-    result = run_script("mogrify_video.py", media["clip"], out, "--models", models, "--smooth", 0,
-                        "--alpha", 0.5, "--beta", 1.0, "--style", "paintings:3", "--style", "warm:ish:1")
+    result = run_script("mogrify_video.py", media["clip"], out, "--models", models, "--smooth", 0, "--crf", 0,
+                        "--alpha", 0.5, "--beta", 2.0, "--style", "paintings:3", "--style", "warm:ish:1")
     assert "paintings" in result.stdout and "warm:ish" in result.stdout
     mixed = 0.75 * np.float32(sources["paintings"]["mean"]) + 0.25 * np.float32(sources["warm:ish"]["mean"])
     _, frames = decode(out)
     size = frames.shape[2:0:-1]
-    expected = cv2.resize(expected_first_frame(models, first_tile(media["clip"]), 0.5, 1.0, style_mean=mixed), size,
+    expected = cv2.resize(expected_first_frame(models, first_tile(media["clip"]), 0.5, 2.0, style_mean=mixed), size,
                           interpolation=cv2.INTER_CUBIC)
-    only_paintings = cv2.resize(expected_first_frame(models, first_tile(media["clip"]), 0.5, 1.0), size,
+    only_paintings = cv2.resize(expected_first_frame(models, first_tile(media["clip"]), 0.5, 2.0), size,
                                 interpolation=cv2.INTER_CUBIC)
     # The formula up to x264's loss, and far from the unmixed style.
-    assert mean_difference(frames[0], expected) < 0.4 * mean_difference(frames[0], only_paintings)
+    assert mean_difference(frames[0], expected) < 0.5 * mean_difference(frames[0], only_paintings)
     for style, fragment in (("monet", "monet"), ("paintings:-1", "at least 0"), ("paintings:0", "zero")):
         result = run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", models,
                             "--style", style, check=False)
@@ -83,7 +83,7 @@ def test_style_mix_is_the_weighted_mean(tmp_path, evaluated, media):
 
 def test_keyframed_strength(tmp_path, evaluated, media):
     faded, plain, shifted = tmp_path / "faded.mp4", tmp_path / "plain.mp4", tmp_path / "shifted.mp4"
-    common = ["--models", evaluated["models"], "--smooth", 0, "--alpha", 0, "--no-audio"]
+    common = ["--models", evaluated["models"], "--smooth", 0, "--alpha", 0, "--no-audio", "--crf", 0]
     run_script("mogrify_video.py", media["clip"], faded, *common, "--beta", "0=0,1.2=1")
     run_script("mogrify_video.py", media["clip"], plain, *common, "--beta", 0)
     run_script("mogrify_video.py", media["clip"], shifted, *common, "--beta", 1)
