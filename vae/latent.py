@@ -5,7 +5,7 @@ import os
 import cv2
 import numpy as np
 
-from vae import records, safety
+from vae import images, records, safety
 from vae.cli import UserError, atomic_path, progress
 
 
@@ -49,7 +49,7 @@ def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000, sampl
                 kept["sources"] += [s.decode() for s in batch["source"]]
                 room = keep_tiles - sum(len(t) for t in kept["tiles"])
                 if room > 0:
-                    kept["tiles"].append((batch["image"][:room] * 255 + 0.5).astype(np.uint8))
+                    kept["tiles"].append(images.to_uint8(batch["image"][:room]))
             bar.update(len(mean))
     sources = {name: {"kind": kinds[name], "count": counts[name],
                       "mean": (sums[name] / counts[name]).astype(np.float32).tolist(),

@@ -41,10 +41,6 @@ class Look:
     styles: list = None  # --style texts; None: the largest image source
 
 
-def to_uint8(images_01):
-    return (np.clip(images_01, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 def default_batch_size():
     return 64 if tf.config.list_physical_devices("GPU") else 16
 
@@ -77,7 +73,7 @@ def compose(part, detail, full=None, size=None):
     """`out = resize(part, size) + detail * full`, uint8; with detail 0 the tile itself (ffmpeg
     scales it up in the encoder's process)."""
     if not detail:
-        return to_uint8(part)
+        return images.to_uint8(part)
     h, w = full.shape[:2]
     up = cv2.resize(np.ascontiguousarray(part * 255, np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     out = cv2.scaleAdd(full.astype(np.float32), detail, up)  # in place of NumPy: threaded, no temporaries
@@ -265,7 +261,7 @@ def render_still(session, input_path, output_path):
     part = render(tile[None], look.alpha.at([0.0]), look.beta.at([0.0])).numpy()[0]
     h, w = image.shape[:2]
     out = compose(part, look.detail, image) if look.detail else cv2.resize(
-        to_uint8(part), (w, h), interpolation=cv2.INTER_CUBIC)
+        images.to_uint8(part), (w, h), interpolation=cv2.INTER_CUBIC)
     meter = measures.Measures(session.style_lab)
     meter.add_frame(tile, cv2.resize(out, session.tile_size, interpolation=cv2.INTER_AREA), True)
     meter.add_structure(image, out)
