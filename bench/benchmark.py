@@ -97,20 +97,31 @@ def write_tiles(folder, width, height, count, shards):
 
 
 def input_rates(folder, width, height, count, batch=50):
-    """Tiles/s of training's input alone (records.training_dataset, no model): the first epoch
-    streamed from one file and from 4 shards, and later epochs from the in-memory cache."""
+    """Tiles/s of training's input alone (records.training_dataset, no model): streamed from one
+    file and from 4 shards, and later epochs from the in-memory cache.
+
+    A stream is timed from its first batch on: that batch waits for the shuffle buffer to fill
+    (reported apart, as `fill_s`), after which the rate is what training sees for the rest of
+    the epoch. Each run is a fresh pipeline reading the files again; the best of three counts.
+    """
     from vae import records
-    results = {"first": {}}
+    results = {"first": {}, "fill_s": {}}
     steps = count // batch
     for shards, name in ((1, "1_file"), (4, "4_shards")):
         files = write_tiles(folder, width, height, count, shards)
         streamed = records.training_dataset(files, (width, height), batch, seed=0, cache_gb=0)
-
-        def epoch():  # a fresh iterator starts at the first epoch again: read from the files
-            for tiles in streamed.take(steps):
-                pass
-
-        results["first"][name] = best_rate(epoch, steps * batch, repeats=2)
+        runs = []
+        for _ in range(3):
+            iterator = iter(streamed)
+            started = time.perf_counter()
+            next(iterator)
+            filled = time.perf_counter()
+            for _ in range(steps):
+                next(iterator)
+            runs.append((steps * batch / (time.perf_counter() - filled), filled - started))
+            del iterator
+        results["first"][name] = max(rate for rate, _ in runs)
+        results["fill_s"][name] = min(fill for _, fill in runs)
     iterator = iter(records.training_dataset(files, (width, height), batch, seed=0, cache_gb=64))
     for _ in range(steps):  # the first epoch fills the cache
         next(iterator)
@@ -276,6 +287,7 @@ def main():
     rates = input_rates(work, width, height, 600 if args.quick else 1500)
     results["input_first_epoch_tiles_per_s"] = rates["first"]
     results["input_cached_tiles_per_s"] = rates["cached"]
+    results["input_shuffle_fill_s"] = rates["fill_s"]
     startup = input_startup(work, 2000)
     results["input_startup_s"] = startup
     results["input_startup_ratio_10x"] = startup["10x"] / startup["1x"]
