@@ -25,8 +25,10 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt $(TF_REQUIREMENT)
 	touch $@
 
+# -n auto: one pytest worker per core. Most tests run scripts in subprocesses, and each script's
+# start-up (importing TensorFlow) keeps one core busy: two workers keep two busy.
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist worksteal tests
 
 demo: $(STAMP)
 	rm -rf $(DEMO)/log $(DEMO)/models

@@ -1,5 +1,8 @@
-"""Shared fixtures: synthetic media made once per session, and running scripts as a user does."""
+"""Shared fixtures: synthetic media and a tiny trained model made once per test run, and
+running scripts as a user does."""
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 
@@ -32,25 +35,52 @@ def assert_one_line_error(result, *fragments):
         assert fragment in errors[0], errors[0]
 
 
+def shared_folder(tmp_path_factory, name, build):
+    """A folder that build(folder) fills once per test run, also when pytest-xdist runs the tests
+    in several worker processes: the first worker to need it builds it under a lock, the others
+    wait for it and use the same files."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent / f"shared-{run}" if run else base / "shared"
+    root.mkdir(exist_ok=True)
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that need the trained model first: with pytest-xdist one worker starts training it
+    at once while the other runs the second half of the list, the tests that need no model."""
+    items.sort(key=lambda item: not {"exported", "evaluated"} & set(item.fixturenames))
+
+
 @pytest.fixture(scope="session")
 def media(tmp_path_factory):
     """Synthetic paintings and a letterboxed clip with audio."""
-    from vae import synthetic
-    folder = tmp_path_factory.mktemp("media")
-    paintings = folder / "paintings"
-    synthetic.write_paintings(str(paintings), count=8, seed=1)
-    clip = synthetic.write_video(str(folder / "clip.mp4"), seed=1, width=160, height=90, frames=40,
-                                 letterbox=10, audio=True)
-    return {"folder": folder, "paintings": paintings, "clip": clip}
+    def build(folder):
+        from vae import synthetic
+        synthetic.write_paintings(str(folder / "paintings"), count=8, seed=1)
+        synthetic.write_video(str(folder / "clip.mp4"), seed=1, width=160, height=90, frames=40, letterbox=10,
+                              audio=True)
+
+    folder = shared_folder(tmp_path_factory, "media", build)
+    return {"folder": folder, "paintings": folder / "paintings", "clip": str(folder / "clip.mp4")}
 
 
 @pytest.fixture(scope="session")
 def tiles(media, tmp_path_factory):
     """Records extracted from the synthetic media at the test tile size."""
-    out = tmp_path_factory.mktemp("data") / "tiles.tfrecord.gz"
-    run_script("extract_tiles.py", "--out", out, "--video", media["clip"], "--images", media["paintings"],
-               "--size", f"{TILE[0]}x{TILE[1]}", "--frame-step", 1, "--crops-per-image", 5)
-    return out
+    def build(folder):
+        run_script("extract_tiles.py", "--out", folder / "tiles.tfrecord.gz", "--video", media["clip"], "--images",
+                   media["paintings"], "--size", f"{TILE[0]}x{TILE[1]}", "--frame-step", 1, "--crops-per-image", 5)
+
+    return shared_folder(tmp_path_factory, "data", build) / "tiles.tfrecord.gz"
 
 
 def event_scalars(logdir):
@@ -83,23 +113,29 @@ TRAIN_FAST = ["--batch-size", 16, "--log-every", 5, "--preview-every", 20, "--sa
 @pytest.fixture(scope="session")
 def exported(tiles, tmp_path_factory):
     """A VAE and a refiner trained briefly on the test tiles, exported."""
-    root = tmp_path_factory.mktemp("run")
     data = str(tiles.parent / "*.tfrecord.gz")
-    run_script("train_vae.py", "--data", data, "--logdir", root / "vae", "--steps", 60, *TRAIN_FAST)
-    run_script("export_graphs.py", "--vae", root / "vae", "--out", root / "models")
-    run_script("train_refiner.py", "--data", data, "--models", root / "models", "--logdir", root / "refiner",
-               "--steps", 20, "--identity-steps", 10, "--batch-size", 16, "--log-every", 5)
-    run_script("export_graphs.py", "--vae", root / "vae", "--refiner", root / "refiner", "--out", root / "models")
+
+    def build(root):
+        run_script("train_vae.py", "--data", data, "--logdir", root / "vae", "--steps", 60, *TRAIN_FAST)
+        run_script("export_graphs.py", "--vae", root / "vae", "--out", root / "models")
+        run_script("train_refiner.py", "--data", data, "--models", root / "models", "--logdir", root / "refiner",
+                   "--steps", 20, "--identity-steps", 10, "--batch-size", 16, "--log-every", 5)
+        run_script("export_graphs.py", "--vae", root / "vae", "--refiner", root / "refiner", "--out", root / "models")
+
+    root = shared_folder(tmp_path_factory, "run", build)
     return {"root": root, "models": root / "models", "vae": root / "vae", "refiner": root / "refiner", "data": data}
 
 
 @pytest.fixture(scope="session")
 def evaluated(exported, tmp_path_factory):
     """The exported models with embeddings.json, and the report pictures."""
-    report = tmp_path_factory.mktemp("report")
-    result = run_script("evaluate_embeddings.py", "--data", exported["data"], "--models", exported["models"],
-                        "--report", report)
-    return {**exported, "report": report, "stdout": result.stdout}
+    def build(report):
+        result = run_script("evaluate_embeddings.py", "--data", exported["data"], "--models", exported["models"],
+                            "--report", report)
+        (report / "stdout.txt").write_text(result.stdout)
+
+    report = shared_folder(tmp_path_factory, "report", build)
+    return {**exported, "report": report, "stdout": (report / "stdout.txt").read_text()}
 
 
 def decode(path, size=None):

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, assert_one_line_error, run_script
+from conftest import ROOT, TRAIN_FAST, assert_one_line_error, event_scalars, run_script
 from vae import codecs, device, video
 
 # These tests describe a machine without an NVIDIA card, as the test machines are.
@@ -102,18 +102,33 @@ def test_nvidia_smi_that_fails_or_lists_nothing_is_no_gpu(tmp_path, monkeypatch)
     assert device.mismatch_warning(["Tesla T4"], ["Tesla T4"]) is None
 
 
-@no_card
-def test_training_records_its_device_in_tensorboard(tmp_path, tiles):
+def test_mixed_precision_xla_and_the_device_line(tmp_path, tiles):
+    """The GPU options run here on the CPU (bfloat16) and export float32 models; a training run
+    prints its device line and records it in TensorBoard."""
+    import numpy as np
     import tensorflow as tf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    logdir = tmp_path / "vae"
-    result = run_script("train_vae.py", "--data", tiles, "--logdir", logdir, "--steps", 2, "--batch-size", 8,
-                        "--codes", 16, "--log-every", 1, "--preview-every", 100, "--save-every", 100,
+    data = str(tiles.parent / "*.tfrecord.gz")
+    for flag in ("--mixed-precision", "--xla"):
+        logdir = tmp_path / flag.strip("-")
+        result = run_script("train_vae.py", "--data", data, "--logdir", logdir, "--steps", 4, *TRAIN_FAST, flag)
+        assert ("bfloat16" in result.stderr) == (flag == "--mixed-precision")
+        losses = [v for _, v in event_scalars(logdir)["loss"]]
+        assert losses and all(np.isfinite(losses))
+        if flag == "--mixed-precision" and not CARD_HERE:
+            line = "device: CPU only, mixed precision mixed_bfloat16, batch size 16"
+            assert lines_starting(result.stderr, "device:") == [line], result.stderr
+            events = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+            events.Reload()
+            recorded = events.Tensors("device")
+            assert [e.step for e in recorded] == [1]
+            assert tf.make_ndarray(recorded[0].tensor_proto).item().decode() == line
+    models = tmp_path / "models"
+    run_script("export_graphs.py", "--vae", tmp_path / "mixed-precision", "--out", models)
+    encoder = tf.saved_model.load(str(models / "encoder"))
+    out = encoder.signatures["serving_default"](images=tf.zeros([2, 36, 64, 3]))
+    assert out["mean"].dtype == tf.float32 and out["mean"].shape == (2, 32)
+    result = run_script("train_refiner.py", "--data", data, "--models", models, "--logdir",
+                        tmp_path / "refiner", "--steps", 3, "--identity-steps", 1, "--batch-size", 8, "--xla",
                         "--mixed-precision")
-    line = "device: CPU only, mixed precision mixed_bfloat16, batch size 8"
-    assert lines_starting(result.stderr, "device:") == [line], result.stderr
-    events = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
-    events.Reload()
-    recorded = events.Tensors("device")
-    assert [e.step for e in recorded] == [1]
-    assert tf.make_ndarray(recorded[0].tensor_proto).item().decode() == line
+    assert "bfloat16" in result.stderr

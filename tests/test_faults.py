@@ -50,12 +50,8 @@ def wait_for(log, proc, pattern, timeout=180):
     raise AssertionError(f"no {pattern!r} within {timeout}s")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_saves_and_resume_continues(tmp_path, tiles, signum):
-    data = str(tiles.parent / "*.tfrecord.gz")
-    logdir = tmp_path / "vae"
-    args = ["--data", data, "--logdir", logdir, *SMALL, "--log-every", 1, "--preview-every", 100000,
-            "--save-every", 100000]
+def stop_with(signum, args):
+    """Train until the first steps are logged, send `signum`; the step the run says it saved."""
     proc, log = start("train_vae.py", *args, "--steps", 100000)
     wait_for(log, proc, r"steps:")
     time.sleep(4)
@@ -67,12 +63,24 @@ def test_signal_saves_and_resume_continues(tmp_path, tiles, signum):
     stderr = log.read()
     assert proc.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr
-    reached = int(re.search(r"stopped at step (\d+)", stderr).group(1))
-    assert reached > 0
-    tensors = checkpoint_tensors(logdir)
-    assert tensors["step/.ATTRIBUTES/VARIABLE_VALUE"] == reached
-    iterations = [v for k, v in tensors.items() if "optimizer" in k and "iteration" in k]
-    assert iterations and iterations[0] == reached
+    return int(re.search(r"stopped at step (\d+)", stderr).group(1))
+
+
+def test_signal_saves_and_resume_continues(tmp_path, tiles):
+    """Ctrl-C, then SIGTERM on the resumed run, then a resume to the end: one unbroken curve."""
+    data = str(tiles.parent / "*.tfrecord.gz")
+    logdir = tmp_path / "vae"
+    args = ["--data", data, "--logdir", logdir, *SMALL, "--log-every", 1, "--preview-every", 100000,
+            "--save-every", 100000]
+    reached = 0
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        stopped = stop_with(signum, args)
+        assert stopped > reached, signum
+        tensors = checkpoint_tensors(logdir)
+        assert tensors["step/.ATTRIBUTES/VARIABLE_VALUE"] == stopped
+        iterations = [v for k, v in tensors.items() if "optimizer" in k and "iteration" in k]
+        assert iterations and iterations[0] == stopped
+        reached = stopped
     # Resume: exactly the next steps, no gap and no repeat in the curve.
     run_script("train_vae.py", *args, "--steps", reached + 3)
     assert checkpoint_step(logdir) == reached + 3
@@ -193,50 +201,35 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_workers_train_together(tmp_path, tiles):
-    data = str(tiles.parent / "*.tfrecord.gz")
-    logdir = tmp_path / "vae"
-    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    procs = []
-    for index in range(2):
-        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(start("train_vae.py", "--data", data, "--logdir", logdir, "--steps", 6, "--batch-size", 8,
-                           "--codes", 16, "--log-every", 2, "--preview-every", 6, "--save-every", 3,
-                           env={"TF_CONFIG": config}))
-    for proc, log in procs:
-        proc.wait(timeout=300)
-        log.seek(0)
-        text = log.read()
-        assert proc.returncode == 0, text
-        assert "2 replica(s)" in text
-    assert checkpoint_step(logdir) == 6
-    assert len(glob.glob(str(logdir / "events.out.tfevents.*"))) == 1  # only the chief writes summaries
-    assert [s for s, _ in event_scalars(logdir)["loss"]] == [2, 4, 6]
-    assert not [p for p in os.listdir(logdir) if p.startswith(".")]  # the other worker's saves are gone
-
-
 def worker_env(cluster, index):
     return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
 
 
-def test_two_workers_with_their_own_logdirs(tmp_path, tiles):
-    """Machines without shared storage: each worker its own logdir, the second one not there yet."""
+def test_two_workers_train_together(tmp_path, tiles):
+    """Two workers on loopback: first sharing one logdir, then resuming as machines without shared
+    storage do, each with a logdir of its own (the second one not there yet)."""
     data = str(tiles.parent / "*.tfrecord.gz")
-    logdirs = [tmp_path / "chief" / "vae", tmp_path / "other" / "new" / "vae"]
+    shared = tmp_path / "chief" / "vae"
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    for steps in (4, 6):  # the second run resumes: the other worker takes the chief's state
+    for steps, logdirs in ((4, [shared, shared]), (6, [shared, tmp_path / "other" / "new" / "vae"])):
         procs = [start("train_vae.py", "--data", data, "--logdir", logdirs[i], "--steps", steps, "--batch-size", 8,
-                       "--codes", 16, "--log-every", 2, "--preview-every", 100, "--save-every", 100,
+                       "--codes", 16, "--log-every", 2, "--preview-every", 6, "--save-every", 3,
                        env=worker_env(cluster, i)) for i in range(2)]
         for proc, log in procs:
             proc.wait(timeout=300)
             log.seek(0)
             text = log.read()
             assert proc.returncode == 0, text
-        assert checkpoint_step(logdirs[0]) == steps
-    assert [s for s, _ in event_scalars(logdirs[0])["loss"]] == [2, 4, 6]  # no gap, no repeat across the runs
-    assert not os.path.exists(logdirs[1] / "checkpoints")  # only the chief's logdir holds what users see
-    assert not [p for p in os.listdir(logdirs[1]) if p.startswith(".")]
+            assert "2 replica(s)" in text
+        assert checkpoint_step(shared) == steps
+        if steps == 4:
+            assert len(glob.glob(str(shared / "events.out.tfevents.*"))) == 1  # only the chief writes summaries
+        assert not [p for p in os.listdir(shared) if p.startswith(".")]  # the other worker's saves are gone
+    # The second run resumed: the other worker took the chief's state, with no gap and no repeat.
+    assert [s for s, _ in event_scalars(shared)["loss"]] == [2, 4, 6]
+    own = tmp_path / "other" / "new" / "vae"
+    assert not os.path.exists(own / "checkpoints")  # only the chief's logdir holds what users see
+    assert not [p for p in os.listdir(own) if p.startswith(".")]
 
 
 def test_lost_worker_is_named(tmp_path, tiles):

@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import TRAIN_FAST, assert_one_line_error, event_images, event_scalars, run_script
+from conftest import assert_one_line_error, event_images, event_scalars, run_script
 from vae import records
 
 
@@ -189,23 +189,3 @@ def test_training_errors(tmp_path, tiles, exported):
     result = run_script("train_vae.py", "--data", data, "--logdir", exported["vae"], "--steps", 5, "--codes", 64,
                         check=False)
     assert_one_line_error(result, "codes")
-
-
-def test_mixed_precision_and_xla_paths(tmp_path, tiles):
-    """The GPU options run here on the CPU (bfloat16) and export float32 models."""
-    data = str(tiles.parent / "*.tfrecord.gz")
-    for flag in ("--mixed-precision", "--xla"):
-        logdir = tmp_path / flag.strip("-")
-        result = run_script("train_vae.py", "--data", data, "--logdir", logdir, "--steps", 4, *TRAIN_FAST, flag)
-        assert ("bfloat16" in result.stderr) == (flag == "--mixed-precision")
-        losses = [v for _, v in event_scalars(logdir)["loss"]]
-        assert losses and all(np.isfinite(losses))
-        run_script("export_graphs.py", "--vae", logdir, "--out", tmp_path / f"models_{flag.strip('-')}")
-    import tensorflow as tf
-    encoder = tf.saved_model.load(str(tmp_path / "models_mixed-precision" / "encoder"))
-    out = encoder.signatures["serving_default"](images=tf.zeros([2, 36, 64, 3]))
-    assert out["mean"].dtype == tf.float32 and out["mean"].shape == (2, 32)
-    result = run_script("train_refiner.py", "--data", data, "--models", tmp_path / "models_xla", "--logdir",
-                        tmp_path / "refiner", "--steps", 3, "--identity-steps", 1, "--batch-size", 8, "--xla",
-                        "--mixed-precision")
-    assert "bfloat16" in result.stderr
