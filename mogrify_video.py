@@ -59,7 +59,7 @@ def main(argv):
     crop = video.parse_crop(args.crop)
     audio_track = None if args.no_audio else args.audio_track
     # Before TensorFlow's seconds of start-up, so that a typo fails at once.
-    found, sources = mogrify.check_request(args.input, args.output, args.models, args.style, start=args.start,
+    found, sources = mogrify.check_request(args.input, args.output, args.models, look.styles, start=args.start,
                                            duration=args.duration, audio_track=audio_track)
     cli.quiet_tensorflow()
     cli.raise_on_sigterm()

@@ -20,7 +20,7 @@ def main(argv):
     args = p.parse_args(argv)
     check_positive(args, "steps", "batch-size", "log-every", "preview-every", "save-every", "filters", "blocks")
     check_run(args, configs.Refiner())
-    safety.read_models_folder(args.models)  # read again where the models load, after the data's checks
+    safety.read_models_folder(args.models)  # its JSON now; refiner.Spec loads the models after TensorFlow
     cli.quiet_tensorflow()
     from vae import refiner, training
     return training.run(args, refiner.Spec())
