@@ -2,7 +2,7 @@
 """Mean latent code per source into embeddings.json; with --report, pictures of the latent space."""
 import os
 
-from vae import cli
+from vae import cli, records, safety
 
 
 def main(argv):
@@ -14,13 +14,15 @@ def main(argv):
     p.add_argument("--samples", type=int, default=6, help="tiles per source in the pictures")
     cli.unsafe_models_flag(p)
     args = p.parse_args(argv)
+    # Before TensorFlow's start-up, so that a wrong --data or --models fails at once.
+    files = records.find_files(args.data)
+    found = safety.read_models_folder(args.models)
     cli.quiet_tensorflow()
     cli.raise_on_sigterm()
-    from vae import device, export, latent, records
+    from vae import device, export, latent
     device.report()
-    files = records.find_files(args.data)
     size = records.tile_size(files)
-    models = export.Models(args.models, unsafe=args.unsafe_models)
+    models = export.Models(args.models, unsafe=args.unsafe_models, found=found)
     if (models.width, models.height) != size:
         raise cli.UserError(f"the models in {args.models} take {models.width}x{models.height} tiles, "
                             f"the records hold {size[0]}x{size[1]}")

@@ -4,7 +4,7 @@ painting style, sound included."""
 import json
 import os
 
-from vae import cli, codecs
+from vae import cli, codecs, latent, mogrify, video
 
 
 def main(argv):
@@ -54,29 +54,26 @@ def main(argv):
         raise cli.UserError(f"--stats {args.stats}: its folder does not exist")
     codec_args, encoder_note = codecs.pick_encoder(args.encoder, args.crf, args.preset)
     decoder_args = codecs.decoder_args(args.decoder)
+    look = mogrify.Look(latent.Strength(args.alpha, "--alpha"), latent.Strength(args.beta, "--beta"),
+                        args.detail, args.smooth, args.style)
+    crop = video.parse_crop(args.crop)
+    audio_track = None if args.no_audio else args.audio_track
+    # Before TensorFlow's seconds of start-up, so that a typo fails at once.
+    found, sources = mogrify.check_request(args.input, args.output, args.models, look.styles, start=args.start,
+                                           duration=args.duration, audio_track=audio_track)
     cli.quiet_tensorflow()
     cli.raise_on_sigterm()
-    from vae import device, export, latent, mogrify, video
+    from vae import device, export
     batch_size = args.batch_size or mogrify.default_batch_size()
     device.report(batch_size=batch_size)
     if encoder_note:
         cli.info(encoder_note)
-    look = mogrify.Look(latent.Strength(args.alpha, "--alpha"), latent.Strength(args.beta, "--beta"),
-                        args.detail, args.smooth, args.style)
-    crop = video.parse_crop(args.crop)
-    folder = os.path.isdir(args.input)
-    if not folder and not os.path.exists(args.input):
-        raise cli.UserError(f"{args.input}: no such file")
-    if not folder and mogrify.kind_of(args.input) != "image":
-        meta = video.probe(args.input)  # a bad input fails before the models load
-        mogrify.check_audio_track(meta, None if args.no_audio else args.audio_track)
-    models = export.Models(args.models, unsafe=args.unsafe_models)
-    sources = latent.load_embeddings(args.models, models.codes)
+    models = export.Models(args.models, unsafe=args.unsafe_models, found=found)
     session = mogrify.Session(models, sources, look, batch_size)
     options = dict(start=args.start, duration=args.duration, crop=crop, inset=args.inset,
-                   audio_track=None if args.no_audio else args.audio_track, preset=args.preset, crf=args.crf,
+                   audio_track=audio_track, preset=args.preset, crf=args.crf,
                    codec_args=codec_args, decoder_args=decoder_args)
-    if folder:
+    if os.path.isdir(args.input):
         summary = mogrify.render_folder(session, args.input, args.output, **options)
         for name, result in summary["rendered"]:
             report(f"{name}: ", result)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Read tile records back and draw a contact sheet: one row of sample tiles per source."""
-from vae import cli
+from vae import cli, records
 
 
 def main(argv):
@@ -12,9 +12,9 @@ def main(argv):
     args = p.parse_args(argv)
     if not args.out and not args.show:
         raise cli.UserError("give --out FILE.png, --show, or both")
+    files = records.find_files(args.data)  # before TensorFlow's start-up: a wrong --data fails at once
     cli.quiet_tensorflow()
-    from vae import contact_sheet, images, records
-    files = records.find_files(args.data)
+    from vae import contact_sheet, images
     size = records.tile_size(files)
     samples, counts = {}, {}
     for batch in records.iterate(files, size):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the refiner against the exported, frozen VAE; resumes from the latest checkpoint in --logdir."""
-from vae import cli
-from vae.training_options import check_positive, training_options
+from vae import cli, configs, safety
+from vae.training_options import check_positive, check_run, training_options
 
 
 def main(argv):
@@ -19,6 +19,8 @@ def main(argv):
     cli.unsafe_models_flag(p)
     args = p.parse_args(argv)
     check_positive(args, "steps", "batch-size", "log-every", "preview-every", "save-every", "filters", "blocks")
+    check_run(args, configs.Refiner())
+    safety.read_models_folder(args.models)  # its JSON now; refiner.Spec loads the models after TensorFlow
     cli.quiet_tensorflow()
     from vae import refiner, training
     return training.run(args, refiner.Spec())

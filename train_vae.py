@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the convolutional VAE on tile records; resumes from the latest checkpoint in --logdir."""
-from vae import cli
-from vae.training_options import check_positive, training_options
+from vae import cli, configs
+from vae.training_options import check_positive, check_run, training_options
 
 
 def main(argv):
@@ -13,6 +13,7 @@ def main(argv):
                         "(W*H)/(320*180) there if every reconstruction looks alike")
     args = p.parse_args(argv)
     check_positive(args, "steps", "batch-size", "codes", "log-every", "preview-every", "save-every")
+    check_run(args, configs.VAE())
     cli.quiet_tensorflow()
     from vae import model, training
     return training.run(args, model.Spec())

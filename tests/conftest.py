@@ -60,6 +60,17 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: not {"exported", "evaluated"} & set(item.fixturenames))
 
 
+def assert_error_before_tensorflow(script, *args, fragments=()):
+    """The contract's one-line error, given before TensorFlow was imported, so that a typo costs
+    no TensorFlow start-up: Python's import-time report (-X importtime) must not name it."""
+    result = run_script(script, *args, check=False, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert_one_line_error(result, *fragments)
+    modules = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+               if line.startswith("import time:")]
+    assert "vae.cli" in modules, result.stderr[-3000:]  # the report is there
+    assert not [m for m in modules if m.split(".")[0] == "tensorflow"], f"{script} imported TensorFlow first"
+
+
 @pytest.fixture(scope="session")
 def media(tmp_path_factory):
     """Synthetic paintings and a letterboxed clip with audio."""

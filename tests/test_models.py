@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, event_images, event_scalars, run_script
+from conftest import assert_error_before_tensorflow, assert_one_line_error, event_images, event_scalars, run_script
 from vae import records
 
 
@@ -189,3 +189,17 @@ def test_training_errors(tmp_path, tiles, exported):
     result = run_script("train_vae.py", "--data", data, "--logdir", exported["vae"], "--steps", 5, "--codes", 64,
                         check=False)
     assert_one_line_error(result, "codes")
+
+
+def test_training_refuses_bad_input_before_tensorflow(tmp_path, tiles, exported):
+    """What needs no TensorFlow is checked before its seconds of start-up."""
+    data = str(tiles.parent / "*.tfrecord.gz")
+    assert_error_before_tensorflow("train_vae.py", "--data", tmp_path / "nothing*.tfrecord.gz", "--logdir",
+                                   tmp_path / "l", "--steps", 5, fragments=["nothing*"])
+    assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", exported["vae"], "--steps", 5,
+                                   "--codes", 64, fragments=["codes"])
+    assert_error_before_tensorflow("train_refiner.py", "--data", data, "--models", tmp_path / "nowhere", "--logdir",
+                                   tmp_path / "r", "--steps", 5, fragments=["nowhere"])
+    assert_error_before_tensorflow("export_graphs.py", "--vae", tmp_path, "--out", tmp_path / "e",
+                                   fragments=[str(tmp_path)])
+    assert not (tmp_path / "l").exists() and not (tmp_path / "e").exists()

@@ -10,7 +10,8 @@ import time
 import cv2
 import numpy as np
 
-from conftest import ROOT, TILE, assert_one_line_error, decode, expected_first_frame, run_script
+from conftest import (ROOT, TILE, assert_error_before_tensorflow, assert_one_line_error, decode,
+                      expected_first_frame, run_script)
 from vae import manifest, records, synthetic, video
 
 
@@ -173,3 +174,16 @@ def test_mogrify_errors(tmp_path, evaluated, media):
     result = run_script("evaluate_embeddings.py", "--data", evaluated["data"], "--models", tmp_path / "nothing",
                         check=False)
     assert_one_line_error(result, "nothing")
+
+
+def test_mogrify_refuses_bad_input_before_tensorflow(tmp_path, evaluated, media):
+    """What needs no TensorFlow is checked before its seconds of start-up."""
+    models, clip, out = evaluated["models"], media["clip"], tmp_path / "o.mp4"
+    for args, fragments in (([tmp_path / "missing.mp4", out, "--models", models], ["missing.mp4"]),
+                            ([clip, out, "--models", models, "--style", "monet"], ["monet", "paintings"]),
+                            ([clip, out, "--models", models, "--beta", "2=1,1=0"], ["--beta", "increase"]),
+                            ([clip, out, "--models", models, "--start", 99], ["past its end"]),
+                            ([clip, out, "--models", models, "--audio-track", 5], ["--audio-track 5"]),
+                            ([clip, out, "--models", tmp_path / "nowhere"], ["nowhere", "model.json"])):
+        assert_error_before_tensorflow("mogrify_video.py", *args, fragments=fragments)
+    assert not out.exists()

@@ -10,7 +10,7 @@ import os
 import tensorflow as tf
 
 from vae import safety
-from vae.cli import UserError, atomic_path
+from vae.cli import atomic_path
 
 SIGNATURES = safety.SIGNATURES
 
@@ -55,20 +55,12 @@ def update_model_json(folder, **fields):
 class Models:
     """An export folder loaded: encode, decode and refine as batched TensorFlow calls."""
 
-    def __init__(self, folder, need_refiner=False, unsafe=False):
-        meta_path = os.path.join(folder, "model.json")
-        if not os.path.isfile(meta_path):
-            raise UserError(f"{folder}: no exported models (model.json missing); run export_graphs.py first")
-        self.meta = safety.read_model_json(meta_path)
+    def __init__(self, folder, need_refiner=False, unsafe=False, found=None):
+        """`found`: what safety.read_models_folder returned for this folder, when a script
+        checked it before importing TensorFlow; read here otherwise."""
+        self.meta, paths = found or safety.read_models_folder(folder, need_refiner)
         self.folder = folder
         self.width, self.height, self.codes = self.meta["width"], self.meta["height"], self.meta["codes"]
-        paths = {}
-        for kind in ("encoder", "decoder", "refiner"):
-            path = os.path.join(folder, kind)
-            if os.path.isdir(path):
-                paths[kind] = path
-            elif kind != "refiner" or need_refiner:
-                raise UserError(f"{path}: missing; run export_graphs.py")
         safety.check_ops(paths, unsafe)  # a shared folder is data: nothing in it runs before this
         # kept: the signatures need the loaded objects alive
         self._loaded = {kind: tf.saved_model.load(path) for kind, path in paths.items()}

@@ -1,33 +1,21 @@
-"""The convolutional VAE, described once: its config, builder, losses and preview.
+"""The convolutional VAE, described once: its builder, losses and preview (its config, which
+needs no TensorFlow, is vae/configs.py's).
 
 Faithful to the 2017 original: six strided convolutions with growing feature maps, batch norm
 and ELU; dense `mean` and `log_var` codes; a reparameterised sample; six transposed
 convolutions back to exactly the tile size. Loss: squared error summed per image plus KL.
 """
-import dataclasses
 import math
 
 import keras
 from keras import layers, ops
 
-from vae import training
+from vae import configs, training
 
-FILTERS = (64, 64, 128, 128, 192, 256)
-KERNELS = (7, 5, 5, 3, 3, 3)
-
-
-@dataclasses.dataclass(frozen=True)
-class VAEConfig:
-    """Everything that builds the VAE; saved as LOGDIR/config.json, which export_graphs.py rebuilds it from."""
-    width: int
-    height: int
-    codes: int = 512
-    kl_weight: float = 1.0
-    filters: tuple = FILTERS
-    kernels: tuple = KERNELS
+VAEConfig = configs.VAEConfig  # here too, beside build_vae, for its callers
 
 
-def feature_map_sizes(width, height, depth=len(FILTERS)):
+def feature_map_sizes(width, height, depth=len(configs.FILTERS)):
     """(w, h) of the input and after each stride-2 'same' convolution."""
     sizes = [(width, height)]
     for _ in range(depth):
@@ -110,15 +98,9 @@ def build_vae(config, seed=None):
     return VAE(build_encoder(config), build_decoder(config), seed=seed, name="vae")
 
 
-class Spec(training.Spec):
+class Spec(configs.VAE, training.Spec):
     """The VAE for training.run: squared error summed per tile plus weighted KL, averaged over tiles."""
-    name = "vae"
-    config_class = VAEConfig
     tracked = ("loss", "reconstruction_loss", "kl_loss")
-    architecture = ("width", "height", "codes", "filters", "kernels")
-
-    def configure(self, args, config):
-        return dataclasses.replace(config, codes=args.codes, kl_weight=args.kl_weight)
 
     def build(self, config, args):
         return build_vae(config, seed=args.seed)

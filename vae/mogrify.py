@@ -12,6 +12,9 @@ One tf.function runs the models on whole batches, the per-frame alpha and beta p
 tensors. ffmpeg decodes (and for `--detail`, also hands over the full-size frame from the same
 decode) in one thread; another thread smooths, adds the detail in OpenCV at full size, measures
 and feeds the encoder; so the models never wait on I/O and the video is never held in memory.
+
+TensorFlow is imported only inside the functions that run the models, so that `check_request`
+can refuse a bad command line before TensorFlow's seconds of start-up.
 """
 import concurrent.futures
 import dataclasses
@@ -20,9 +23,8 @@ import time
 
 import cv2
 import numpy as np
-import tensorflow as tf
 
-from vae import images, latent, measures, video
+from vae import images, latent, measures, safety, video
 from vae.cli import UserError, atomic_path, error_message, info, progress, warn
 from vae.pipeline import Consumer, Producer
 
@@ -42,6 +44,7 @@ class Look:
 
 
 def default_batch_size():
+    import tensorflow as tf
     return 64 if tf.config.list_physical_devices("GPU") else 16
 
 
@@ -51,6 +54,7 @@ def make_render(models, source_mean, style_mean, detail):
     With detail the unshifted codes are rendered in the same call (one batch of twice the
     size), so the models run once per batch whatever the settings.
     """
+    import tensorflow as tf
     source_mean = tf.constant(source_mean, tf.float32)
     style_mean = tf.constant(style_mean, tf.float32)
     spec = tf.TensorSpec([None, models.height, models.width, 3], tf.uint8)
@@ -116,6 +120,7 @@ class Session:
         return own_mean(), "its own frames"
 
     def encode_mean(self, tiles):
+        import tensorflow as tf
         total, count = 0.0, 0
         for batch in tiles:
             mean, _ = self.models.encode(tf.cast(batch, tf.float32) / 255.0)
@@ -156,15 +161,48 @@ def check_output(input_path, output_path):
         raise UserError(f"{output_path}: that is the input; give another output name")
 
 
+def check_video(input_path, output_path, start=None, duration=None, audio_track=0):
+    """A video input and its output checked before anything is rendered; returns its probe."""
+    if kind_of(output_path) == "image":
+        raise UserError(f"{output_path}: a video is rendered to an .mp4 file")
+    meta = video.probe(input_path)
+    check_output(input_path, output_path)
+    check_span(meta, start, duration)
+    check_audio_track(meta, audio_track)
+    return meta
+
+
+def check_still(input_path, output_path):
+    check_output(input_path, output_path)
+    if os.path.splitext(output_path)[1].lower() not in (".png", ".jpg", ".jpeg"):
+        raise UserError(f"{output_path}: an image is written as .png or .jpg")
+
+
+def check_request(input_path, output_path, models_dir, styles, start=None, duration=None, audio_track=0):
+    """Everything about a run that needs no TensorFlow, checked before the script imports it, so a
+    mistyped name fails at once: the input and output, the models folder's JSON files (model.json,
+    and embeddings.json against its code count), and the --style names against the sources.
+    Returns (safety.read_models_folder's answer, the sources) for the run to go on with."""
+    if os.path.isdir(input_path):
+        folder_inputs(input_path, output_path)
+    elif not os.path.exists(input_path):
+        raise UserError(f"{input_path}: no such file")
+    elif kind_of(input_path) == "image":
+        check_still(input_path, output_path)
+    else:
+        check_video(input_path, output_path, start, duration, audio_track)
+    found = safety.read_models_folder(models_dir)
+    sources = latent.load_embeddings(models_dir, found[0]["codes"])
+    latent.mix_styles(sources, styles)  # Session mixes them again; here only to refuse unknown names early
+    return found, sources
+
+
 def render_video(session, input_path, output_path, start=None, duration=None, crop="auto", inset=False,
                  audio_track=0, preset="veryfast", crf=18, codec_args=None, decoder_args=(), measure=True):
     """Render one video; returns the measures and what was done (`measure=False`: without
     them, for the benchmark's comparison)."""
     look = session.look
-    meta = video.probe(input_path)
-    check_output(input_path, output_path)
-    check_span(meta, start, duration)
-    check_audio_track(meta, audio_track)
+    meta = check_video(input_path, output_path, start, duration, audio_track)
     crop = video.resolve_crop(meta, crop, start, duration)
     cw, ch = crop.size_of(meta.width, meta.height)
     span = dict(start=start, duration=duration)
@@ -251,7 +289,7 @@ def render_video(session, input_path, output_path, start=None, duration=None, cr
 def render_still(session, input_path, output_path):
     """Render one image at its own size through the same step as video frames."""
     look = session.look
-    check_output(input_path, output_path)
+    check_still(input_path, output_path)
     image = images.load_rgb(input_path)
     if image is None:
         raise UserError(f"{input_path}: not a readable image")
@@ -266,8 +304,6 @@ def render_still(session, input_path, output_path):
     meter.add_frame(tile, cv2.resize(out, session.tile_size, interpolation=cv2.INTER_AREA), True)
     meter.add_structure(image, out)
     extension = os.path.splitext(output_path)[1].lower()
-    if extension not in (".png", ".jpg", ".jpeg"):
-        raise UserError(f"{output_path}: an image is written as .png or .jpg")
     ok, data = cv2.imencode(extension, cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
     if not ok:
         raise UserError(f"{output_path}: OpenCV could not encode it")
@@ -288,9 +324,19 @@ def kind_of(path):
 def render_any(session, input_path, output_path, **video_options):
     if kind_of(input_path) == "image":
         return render_still(session, input_path, output_path)
-    if kind_of(output_path) == "image":
-        raise UserError(f"{output_path}: a video is rendered to an .mp4 file")
     return render_video(session, input_path, output_path, **video_options)
+
+
+def folder_inputs(input_dir, output_dir):
+    """The names of the videos and images directly inside input_dir, sorted; refused when there
+    are none or the output folder is the input folder."""
+    if os.path.abspath(input_dir) == os.path.abspath(output_dir):
+        raise UserError(f"{output_dir}: that is the input folder; give another output folder")
+    names = sorted(n for n in os.listdir(input_dir)
+                   if not n.startswith(".") and os.path.isfile(os.path.join(input_dir, n)) and kind_of(n))
+    if not names:
+        raise UserError(f"{input_dir}: no videos or images directly inside it")
+    return names
 
 
 def render_folder(session, input_dir, output_dir, **video_options):
@@ -299,12 +345,7 @@ def render_folder(session, input_dir, output_dir, **video_options):
     Outputs that exist already are skipped, so a stopped batch resumes; a file that fails is
     reported and the others go on. Returns {"rendered": [...], "skipped": [...], "failed": [(name, why)]}.
     """
-    if os.path.abspath(input_dir) == os.path.abspath(output_dir):
-        raise UserError(f"{output_dir}: that is the input folder; give another output folder")
-    names = sorted(n for n in os.listdir(input_dir)
-                   if not n.startswith(".") and os.path.isfile(os.path.join(input_dir, n)) and kind_of(n))
-    if not names:
-        raise UserError(f"{input_dir}: no videos or images directly inside it")
+    names = folder_inputs(input_dir, output_dir)
     summary = {"rendered": [], "skipped": [], "failed": []}
     for number, name in enumerate(names, 1):
         stem = os.path.splitext(name)[0]

@@ -1,32 +1,20 @@
-"""The refiner, described once: its config, builder, losses and preview.
+"""The refiner, described once: its builder, losses and preview (its config, which needs no
+TensorFlow, is vae/configs.py's).
 
 A residual network that makes the blurry VAE output look more like the input: down by a
 strided convolution, residual blocks at half resolution, a transposed convolution back to
 exactly the tile size, a skip connection from a full-resolution feature map, and a final
 convolution to an RGB correction added to the input and clipped to 0..1.
 """
-import dataclasses
-
 import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from vae import export, training
+from vae import configs, export, training
 from vae.cli import UserError
 from vae.model import crop_to
 
-
-@dataclasses.dataclass(frozen=True)
-class RefinerConfig:
-    """Everything that builds the refiner and weighs its losses; saved as LOGDIR/config.json."""
-    width: int
-    height: int
-    filters: int = 32
-    blocks: int = 4
-    identity_steps: int = 500
-    tile_weight: float = 1.0
-    away_weight: float = 0.001
-    away_margin: float = 0.01
+RefinerConfig = configs.RefinerConfig  # here too, beside build_refiner, for its callers
 
 
 def residual_block(x, filters, name):
@@ -54,7 +42,7 @@ def build_refiner(config):
     return keras.Model(images, refined, name="refiner")
 
 
-class Spec(training.Spec):
+class Spec(configs.Refiner, training.Spec):
     """The refiner for training.run, against an exported VAE, frozen.
 
     The first `identity_steps` updates teach it to return its input (the VAE output) unchanged;
@@ -62,15 +50,7 @@ class Spec(training.Spec):
     from the raw VAE output. The away term is margin / (margin + distance): it stays between 0
     and 1, where the original's plain reciprocal exploded as the two images met.
     """
-    name = "refiner"
-    config_class = RefinerConfig
     tracked = ("loss", "tile_loss", "away_loss", "identity_loss")
-    architecture = ("width", "height", "filters", "blocks")
-
-    def configure(self, args, config):
-        return dataclasses.replace(config, filters=args.filters, blocks=args.blocks,
-                                   identity_steps=args.identity_steps, tile_weight=args.tile_weight,
-                                   away_weight=args.away_weight, away_margin=args.away_margin)
 
     def build(self, config, args):
         self.vae = export.Models(args.models, unsafe=args.unsafe_models)

@@ -170,6 +170,23 @@ def read_model_json(path):
     return meta
 
 
+def read_models_folder(folder, need_refiner=False):
+    """An export folder's checked model.json and its model folders {kind: path}: all of it that
+    is checked without TensorFlow, so that scripts can refuse a wrong folder before its import."""
+    meta_path = os.path.join(folder, "model.json")
+    if not os.path.isfile(meta_path):
+        raise UserError(f"{folder}: no exported models (model.json missing); run export_graphs.py first")
+    meta = read_model_json(meta_path)
+    paths = {}
+    for kind in ("encoder", "decoder", "refiner"):
+        path = os.path.join(folder, kind)
+        if os.path.isdir(path):
+            paths[kind] = path
+        elif kind != "refiner" or need_refiner:
+            raise UserError(f"{path}: missing; run export_graphs.py")
+    return meta, paths
+
+
 def check_embeddings(path, codes):
     """The sources of embeddings.json, checked to be as evaluate_embeddings.py writes them, with
     finite means of `codes` numbers."""

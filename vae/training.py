@@ -7,7 +7,6 @@ stops at the total step asked for; SIGINT or SIGTERM saves a checkpoint at the s
 and exits; a non-finite loss stops the run without saving, so the last good checkpoint stays.
 """
 import contextlib
-import dataclasses
 import glob
 import json
 import os
@@ -23,22 +22,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae import device, images, records, video
+from vae import configs, device, images, records, video
 from vae.cli import UserError, info, parked_stderr, progress
 
 
-class Spec:
-    """What a model type brings to a run. Subclasses set the three names and the five methods."""
-    name = ""            # config.json's "model"
-    config_class = None  # a dataclass with `width` and `height`: all that rebuilds the model
-    architecture = ()    # config fields that shape the checkpoint; a resumed run must keep them
+class Spec(configs.Kind):
+    """What a model type brings to a run: its configs.Kind (config.json's part, which needs no
+    TensorFlow), `tracked` and the four methods below."""
     tracked = ()         # names of the losses, logged as TensorBoard scalars
-    notes = {}           # extra facts for config.json, set by build()
-
-    def configure(self, args, config):
-        """The run's config: `config` (the stored one, or a fresh one at the data's tile size)
-        with what the command line sets."""
-        raise NotImplementedError
 
     def build(self, config, args):
         """The network to train (checkpointed as `model`), built inside the strategy's scope."""
@@ -55,66 +46,6 @@ class Spec:
     def describe(self, config, args):
         """A few words for the start-up line."""
         raise NotImplementedError
-
-
-# --- configs ---------------------------------------------------------------------------
-
-def config_path(logdir):
-    return os.path.join(logdir, "config.json")
-
-
-def config_from_json(config_class, stored, path):
-    """The dataclass from config.json's fields; fields it lacks (older runs) keep their defaults.
-    Each value must have its field's type: the file is data, and nothing in it is run."""
-    values = {}
-    for field in dataclasses.fields(config_class):
-        if field.name not in stored:
-            continue
-        value, kind = stored[field.name], field.type
-        expected, ok = {int: ("a whole number", lambda v: type(v) is int and v >= 0),
-                        float: ("a number", lambda v: type(v) in (int, float)),
-                        tuple: ("a list of positive whole numbers",
-                                lambda v: isinstance(v, list) and all(type(x) is int and x > 0 for x in v))}[kind]
-        if not ok(value):
-            raise UserError(f"{path}: {field.name} must be {expected}, not {value!r}")
-        values[field.name] = tuple(value) if kind is tuple else value
-    return config_class(**values)
-
-
-def load_config(logdir, spec):
-    """A logdir's config, or a UserError saying there is no run of this kind there."""
-    path = config_path(logdir)
-    if not os.path.isfile(path):
-        raise UserError(f"{logdir}: no training run here (no config.json); train first")
-    try:
-        with open(path) as f:
-            stored = json.load(f)
-    except ValueError as e:
-        raise UserError(f"{path}: not valid JSON ({e})")
-    if not isinstance(stored, dict) or stored.get("model") != spec.name:
-        raise UserError(f"{logdir}: not a {spec.name} training run")
-    return config_from_json(spec.config_class, stored, path)
-
-
-def run_config(spec, args, width, height):
-    """The config of this run; on resume the stored one, with what the command line may change."""
-    path = config_path(args.logdir)
-    if not os.path.isfile(path):
-        return spec.configure(args, spec.config_class(width=width, height=height))
-    stored = load_config(args.logdir, spec)
-    config = spec.configure(args, dataclasses.replace(stored, width=width, height=height))
-    for name in spec.architecture:
-        if getattr(stored, name) != getattr(config, name):
-            raise UserError(f"{args.logdir} holds a run with {name}={getattr(stored, name)}, not "
-                            f"{getattr(config, name)}; use another --logdir")
-    return config
-
-
-def save_config(spec, config, args, files):
-    with open(config_path(args.logdir) + ".tmp", "w") as f:
-        json.dump({"model": spec.name, **dataclasses.asdict(config), **spec.notes, "batch_size": args.batch_size,
-                   "learning_rate": args.learning_rate, "seed": args.seed, "data": files}, f, indent=2)
-    os.replace(config_path(args.logdir) + ".tmp", config_path(args.logdir))
 
 
 # --- distribution ----------------------------------------------------------------------
@@ -389,7 +320,7 @@ def run(args, spec):
     chief = is_chief(strategy)
     files = records.find_files(args.data)
     width, height = records.tile_size(files)
-    config = run_config(spec, args, width, height)
+    config = configs.run_config(spec, args, width, height)
     keras.utils.set_random_seed(args.seed)
     set_precision(args.mixed_precision)
     device.report(keras.mixed_precision.global_policy().name, args.xla, args.batch_size)
@@ -404,7 +335,7 @@ def run(args, spec):
         bad_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_step")
     if chief:
         os.makedirs(args.logdir, exist_ok=True)
-        save_config(spec, config, args, files)
+        configs.save_config(spec, config, args, files)
     checkpoint = tf.train.Checkpoint(step=step, model=net, optimizer=optimizer)
     info(f"training {spec.describe(config, args)} on {width}x{height} tiles from {len(files)} file(s), "
          f"{strategy.num_replicas_in_sync} replica(s)" + (", XLA" if args.xla else ""))

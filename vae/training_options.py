@@ -1,4 +1,7 @@
-"""Command-line options shared by train_vae.py and train_refiner.py (no TensorFlow import)."""
+"""Command-line options shared by train_vae.py and train_refiner.py, and their checks (no
+TensorFlow import: a wrong command line fails before its seconds of start-up)."""
+from vae import configs, records
+from vae.cli import UserError
 
 
 def training_options(p, learning_rate):
@@ -23,7 +26,14 @@ def training_options(p, learning_rate):
 
 
 def check_positive(args, *names):
-    from vae.cli import UserError
     for name in names:
         if getattr(args, name.replace('-', '_')) < 1:
             raise UserError(f"--{name} must be at least 1")
+
+
+def check_run(args, kind):
+    """What training.run would refuse later, checked now from the files alone: --data matching no
+    record files, and a --logdir holding another kind of run or one whose architecture the
+    options would change (its tile size is compared once TensorFlow has read the records)."""
+    records.find_files(args.data)
+    configs.run_config(kind, args)
