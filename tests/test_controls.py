@@ -142,7 +142,7 @@ def folder_of_media(tmp_path, media):
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(media["clip"], folder / "a.mp4")
-    synthetic.write_video(str(folder / "b.mp4"), seed=3, width=160, height=90, frames=600)
+    synthetic.write_video(str(folder / "b.mp4"), seed=3, width=160, height=90, frames=300)
     shutil.copy(next(media["paintings"].iterdir()), folder / "c.jpg")
     (folder / "d.mp4").write_text("not a video")
     (folder / "notes.txt").write_text("ignored")
@@ -169,7 +169,7 @@ def test_folder_resumes_after_interrupt(tmp_path, evaluated, folder_of_media):
     assert "a.mp4: skipped" in result.stderr and "d.mp4" in result.stdout
     assert "2 rendered, 1 skipped (output exists), 1 failed" in result.stdout
     meta, frames = decode(out / "b.mp4")
-    assert len(frames) == 600
+    assert len(frames) == 300
     assert cv2.imread(str(out / "c.png")).shape == cv2.imread(str(folder_of_media / "c.jpg")).shape
 
 

@@ -103,32 +103,33 @@ def test_nvidia_smi_that_fails_or_lists_nothing_is_no_gpu(tmp_path, monkeypatch)
 
 
 def test_mixed_precision_xla_and_the_device_line(tmp_path, tiles):
-    """The GPU options run here on the CPU (bfloat16) and export float32 models; a training run
-    prints its device line and records it in TensorBoard."""
+    """The GPU options run here on the CPU (bfloat16, XLA) and export float32 models; a training
+    run prints its device line and records it in TensorBoard."""
     import numpy as np
     import tensorflow as tf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     data = str(tiles.parent / "*.tfrecord.gz")
-    for flag in ("--mixed-precision", "--xla"):
-        logdir = tmp_path / flag.strip("-")
-        result = run_script("train_vae.py", "--data", data, "--logdir", logdir, "--steps", 4, *TRAIN_FAST, flag)
-        assert ("bfloat16" in result.stderr) == (flag == "--mixed-precision")
-        losses = [v for _, v in event_scalars(logdir)["loss"]]
-        assert losses and all(np.isfinite(losses))
-        if flag == "--mixed-precision" and not CARD_HERE:
-            line = "device: CPU only, mixed precision mixed_bfloat16, batch size 16"
-            assert lines_starting(result.stderr, "device:") == [line], result.stderr
-            events = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
-            events.Reload()
-            recorded = events.Tensors("device")
-            assert [e.step for e in recorded] == [1]
-            assert tf.make_ndarray(recorded[0].tensor_proto).item().decode() == line
+    logdir = tmp_path / "vae"
+    result = run_script("train_vae.py", "--data", data, "--logdir", logdir, "--steps", 4, *TRAIN_FAST,
+                        "--mixed-precision", "--xla")
+    losses = [v for _, v in event_scalars(logdir)["loss"]]
+    assert losses and all(np.isfinite(losses))
+    assert "bfloat16" in result.stderr
+    if not CARD_HERE:
+        line = "device: CPU only, mixed precision mixed_bfloat16, XLA, batch size 16"
+        assert lines_starting(result.stderr, "device:") == [line], result.stderr
+        events = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+        events.Reload()
+        recorded = events.Tensors("device")
+        assert [e.step for e in recorded] == [1]
+        assert tf.make_ndarray(recorded[0].tensor_proto).item().decode() == line
     models = tmp_path / "models"
-    run_script("export_graphs.py", "--vae", tmp_path / "mixed-precision", "--out", models)
+    run_script("export_graphs.py", "--vae", logdir, "--out", models)
     encoder = tf.saved_model.load(str(models / "encoder"))
     out = encoder.signatures["serving_default"](images=tf.zeros([2, 36, 64, 3]))
     assert out["mean"].dtype == tf.float32 and out["mean"].shape == (2, 32)
+    # XLA alone: float32 throughout.
     result = run_script("train_refiner.py", "--data", data, "--models", models, "--logdir",
-                        tmp_path / "refiner", "--steps", 3, "--identity-steps", 1, "--batch-size", 8, "--xla",
-                        "--mixed-precision")
-    assert "bfloat16" in result.stderr
+                        tmp_path / "refiner", "--steps", 3, "--identity-steps", 1, "--batch-size", 8, "--xla")
+    assert "bfloat16" not in result.stderr and "XLA" in result.stderr
+    assert all(np.isfinite(v) for _, v in event_scalars(tmp_path / "refiner")["loss"])

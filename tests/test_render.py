@@ -9,6 +9,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import (ROOT, TILE, assert_error_before_tensorflow, assert_one_line_error, decode,
                       expected_first_frame, run_script)
@@ -70,10 +71,18 @@ def test_report_pictures(evaluated):
     assert "sprite.png" in (projector / "projector_config.pbtxt").read_text()
 
 
-def test_mogrify_end_to_end(tmp_path, evaluated, media):
-    out = tmp_path / "styled.mp4"
-    result = run_script("mogrify_video.py", media["clip"], out, "--models", evaluated["models"],
-                        "--alpha", 0.5, "--beta", 1.0, "--batch-size", 7)
+STYLED = ["--alpha", 0.5, "--beta", 1.0, "--batch-size", 7]
+
+
+@pytest.fixture(scope="module")
+def styled(evaluated, media, tmp_path_factory):
+    """The test clip rendered once with STYLED's settings: (the output, the script's result)."""
+    out = tmp_path_factory.mktemp("styled") / "styled.mp4"
+    return out, run_script("mogrify_video.py", media["clip"], out, "--models", evaluated["models"], *STYLED)
+
+
+def test_mogrify_end_to_end(evaluated, media, styled):
+    out, result = styled
     meta_in, frames_in = decode(media["clip"])
     meta, frames = decode(out)
     assert len(frames) == len(frames_in) == 40
@@ -110,10 +119,9 @@ def test_mogrify_smoothing_and_unknown_source(tmp_path, evaluated, media):
     assert np.abs(np.diff(fb.astype(int), axis=0)).mean() < np.abs(np.diff(fa.astype(int), axis=0)).mean()
 
 
-def test_mogrify_inset(tmp_path, evaluated, media):
-    plain, inset = tmp_path / "plain.mp4", tmp_path / "inset.mp4"
-    run_script("mogrify_video.py", media["clip"], plain, "--models", evaluated["models"])
-    run_script("mogrify_video.py", media["clip"], inset, "--models", evaluated["models"], "--inset")
+def test_mogrify_inset(tmp_path, evaluated, media, styled):
+    plain, inset = styled[0], tmp_path / "inset.mp4"
+    run_script("mogrify_video.py", media["clip"], inset, "--models", evaluated["models"], *STYLED, "--inset")
     _, fp = decode(plain)
     _, fi = decode(inset)
     _, original = decode(media["clip"])

@@ -121,8 +121,22 @@ SCRIPTS = {
 }
 
 
-@pytest.mark.parametrize("script", sorted(SCRIPTS))
-@pytest.mark.parametrize("attack", ["write", "python", "read"])
+def test_every_attack_is_refused_before_loading(hostile):
+    for attack in ("write", "python", "read"):
+        folder = hostile[attack]
+        paths = {kind: str(folder["models"] / kind) for kind in ("encoder", "decoder", "refiner")}
+        with pytest.raises(UserError) as refused:
+            safety.check_ops(paths)
+        message = str(refused.value)
+        assert str(folder["model"]) in message and "--unsafe-models" in message
+        assert all(op in message for op in folder["ops"])
+    assert not hostile["marker"].exists()
+
+
+# Every script meets every attack through the same safety.check_ops (above), before it loads
+# anything: each script is run against one attack, and each attack is met by one script.
+@pytest.mark.parametrize("script, attack", [("mogrify_video.py", "write"), ("evaluate_embeddings.py", "python"),
+                                            ("train_refiner.py", "read")])
 def test_hostile_models_are_refused(tmp_path, exported, media, hostile, script, attack):
     folder = hostile[attack]
     before = (folder["models"] / "embeddings.json").read_bytes()
