@@ -202,4 +202,7 @@ def test_training_refuses_bad_input_before_tensorflow(tmp_path, tiles, exported)
                                    tmp_path / "r", "--steps", 5, fragments=["nowhere"])
     assert_error_before_tensorflow("export_graphs.py", "--vae", tmp_path, "--out", tmp_path / "e",
                                    fragments=[str(tmp_path)])
+    (tmp_path / "notes.tfrecord.gz").write_text("not records")
+    assert_error_before_tensorflow("train_vae.py", "--data", tmp_path / "notes.tfrecord.gz", "--logdir",
+                                   tmp_path / "l", "--steps", 5, fragments=["notes.tfrecord.gz", "gzip"])
     assert not (tmp_path / "l").exists() and not (tmp_path / "e").exists()

@@ -137,6 +137,13 @@ def find_files(patterns):
         files += [m for m in matches if os.path.isfile(m) and not m.endswith(".json")]
     if not files:
         raise UserError(f"no record files match {' '.join(patterns)}")
+    for path in files:  # two bytes each: a wrong file fails before TensorFlow's start-up
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        if not magic:
+            raise UserError(f"{path}: empty, not a tile record file")
+        if magic != b"\x1f\x8b":
+            raise UserError(f"{path}: not a gzip tile record file")
     return list(dict.fromkeys(files))
 
 
