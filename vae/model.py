@@ -8,6 +8,7 @@ convolutions back to exactly the tile size. Loss: squared error summed per image
 import math
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from vae import configs, training
@@ -45,12 +46,35 @@ class Sampling(layers.Layer):
         return mean + ops.exp(0.5 * log_var) * epsilon
 
 
+class FusedBatchNorm(layers.BatchNormalization):
+    """Keras's batch norm, trained through TensorFlow's one fused kernel (FusedBatchNormV3).
+
+    Keras 3 normalises with a dozen separate ops (moments, subtract, multiply, and as many
+    again for the gradient); in a profile of a training step at 320x180 they took about a sixth
+    of the time. The variables are Keras's own, so checkpoints are unchanged, and inference
+    (previews, exports) runs Keras's arithmetic, so the exported graphs are too.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or len(inputs.shape) != 4 \
+                or self.axis not in (-1, 3) or self.renorm or not (self.scale and self.center):
+            return super().call(inputs, training=training, mask=mask)
+        # With an averaging factor the op returns the moving statistics already updated.
+        outputs, moving_mean, moving_variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=self.gamma, offset=self.beta, mean=self.moving_mean, variance=self.moving_variance,
+            epsilon=self.epsilon, exponential_avg_factor=1.0 - self.momentum, data_format="NHWC",
+            is_training=True)
+        self.moving_mean.assign(moving_mean)
+        self.moving_variance.assign(moving_variance)
+        return ops.cast(outputs, self.compute_dtype)
+
+
 def build_encoder(config):
     images = keras.Input((config.height, config.width, 3), name="images")
     x = images
     for i, (f, k) in enumerate(zip(config.filters, config.kernels)):
         x = layers.Conv2D(f, k, strides=2, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = layers.BatchNormalization(name=f"conv{i}_bn")(x)
+        x = FusedBatchNorm(name=f"conv{i}_bn")(x)
         x = layers.ELU(name=f"conv{i}_elu")(x)
     x = layers.Flatten()(x)
     # The codes stay float32 under mixed precision: the KL term and shifts need the range.
@@ -74,7 +98,7 @@ def build_decoder(config):
                                    name=f"deconv{i}")(x)
         x = crop_to(x, sizes[i])
         if not last:
-            x = layers.BatchNormalization(name=f"deconv{i}_bn")(x)
+            x = FusedBatchNorm(name=f"deconv{i}_bn")(x)
             x = layers.ELU(name=f"deconv{i}_elu")(x)
     images = layers.Activation("sigmoid", dtype="float32", name="images")(x)
     return keras.Model(z, images, name="decoder")
