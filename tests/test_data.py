@@ -337,3 +337,26 @@ def test_cached_and_streamed_epochs_see_the_same_tiles(tiles, monkeypatch):
         for epoch in runs:
             assert sorted(epoch) == expected, cache_gb  # every tile once per epoch, cached or not
         assert runs[1] != runs[2]  # shuffled again every epoch
+
+
+def test_shards_past_the_budget_stream_and_the_rest_is_cached(tmp_path, media, monkeypatch):
+    """A budget for one of three shards: that one is read once, the others every epoch, and
+    every tile still comes round."""
+    run_script("extract_tiles.py", "--out", tmp_path / "tiles.tfrecord.gz", "--video", media["clip"], "--images",
+               media["paintings"], "--size", "64x36", "--frame-step", 2, "--crops-per-image", 2, "--shards", 3)
+    files = records.find_files([str(tmp_path / "*.tfrecord.gz")])
+    counts = records.manifest_counts(files)
+    total = sum(counts)
+    opened = []  # each time a stream reaches the end of a file
+    check_end = records._check_end
+    monkeypatch.setattr(records, "_check_end", lambda *args: opened.append(args[0].numpy().decode())
+                        or check_end(*args))
+    budget_gb = 1.5 * max(counts) * 64 * 36 * 3 / (1 << 30)  # one shard fits, two do not
+    batches = iter(records.training_dataset(files, TILE, 1, seed=0, cache_gb=budget_gb))
+    seen = [next(batches).numpy()[0].tobytes() for _ in range(4 * total)]
+    del batches
+    reads = {path: opened.count(path) for path in files}
+    assert sorted(reads.values())[0] == 1, reads  # the cached shard: read once
+    assert sorted(reads.values())[1] >= 2, reads  # the others: again every epoch
+    _, all_tiles = read_all(tmp_path / "*.tfrecord.gz")
+    assert set(seen) == {t["tile"].tobytes() for t in all_tiles}

@@ -313,39 +313,57 @@ def training_dataset(files, size, batch_size, seed=None, cache_gb=None):
     """Endless shuffled batches of uint8 tiles [B,H,W,3] for training.
 
     The files (shards or not) are read in parallel, one stream per core; a damaged tail is found
-    where the stream reaches it, with a warning, and the records before it are used. Decoded tiles are
-    cached in memory when the data fits in `cache_gb` (default: half the free memory; 0:
-    stream every epoch): the first epoch streams and fills the cache, the later ones are
-    shuffled whole from memory.
+    where the stream reaches it, with a warning, and the records before it are used. Decoded
+    tiles are cached in memory, whole files at a time, as far as `cache_gb` goes (default: half
+    the free memory; 0: stream every epoch): the first epoch streams and fills the cache, later
+    ones take the cached files' tiles from memory, shuffled whole, and stream only the files
+    past the budget (with --shards, data larger than memory is partly cached).
     """
     import tensorflow as tf
     width, height = size
     tile_bytes = width * height * 3
     counts = manifest_counts(files)
     # Files without a manifest: the gzip trailer holds the uncompressed size (mod 4 GiB).
-    estimate = sum(c * tile_bytes if c is not None else _gzip_size(p) for c, p in zip(counts, files))
+    sizes = [c * tile_bytes if c is not None else _gzip_size(p) for c, p in zip(counts, files)]
     budget = (default_cache_gb() if cache_gb is None else cache_gb) * (1 << 30)
-    parallel = min(len(files), os.cpu_count() or 2)
+    cached, streamed, used = [], [], 0
+    for path, nbytes in zip(files, sizes):
+        fits = 0 < nbytes and used + nbytes <= budget
+        (cached if fits else streamed).append(path)
+        used += nbytes if fits else 0
+
+    def tile_count(paths):
+        return max(1, sum(c if c is not None else n // tile_bytes
+                          for c, n, p in zip(counts, sizes, files) if p in paths))
 
     def decode(serialized):
         raw = tf.io.parse_example(serialized, {"raw": tf.io.FixedLenFeature([], tf.string)})["raw"]
         return tf.reshape(tf.io.decode_raw(raw, tf.uint8), [-1, height, width, 3])
 
-    if len(files) == 1:  # interleave's hand-over costs a single stream time and buys nothing
-        batches = _file_batches(tf.constant(files[0]))
-    else:
-        batches = tf.data.Dataset.from_tensor_slices(files).interleave(
-            _file_batches, cycle_length=parallel, num_parallel_calls=parallel, deterministic=False)
-    tiles = batches.map(decode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    if 0 < estimate <= budget:
-        tiles = tiles.cache()
-        known = sum(c for c in counts if c is not None) if None not in counts else 100_000
+    def tiles_of(paths):
+        if len(paths) == 1:  # interleave's hand-over costs a single stream time and buys nothing
+            batches = _file_batches(tf.constant(paths[0]))
+        else:
+            parallel = min(len(paths), os.cpu_count() or 2)
+            batches = tf.data.Dataset.from_tensor_slices(paths).interleave(
+                _file_batches, cycle_length=parallel, num_parallel_calls=parallel, deterministic=False)
+        return batches.map(decode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+
+    parts, weights = [], []
+    if cached:
+        tiles = tiles_of(cached).cache()
         # The first epoch fills the cache through a stream-sized buffer, so training starts at
-        # once; the later ones come from memory, shuffled across the whole data set.
-        ds = tiles.shuffle(2048, seed=seed).concatenate(
-            tiles.shuffle(max(known, 2048), seed=seed, reshuffle_each_iteration=True).repeat())
-    else:
-        ds = tiles.shuffle(2048, seed=seed, reshuffle_each_iteration=True).repeat()
+        # once; the later ones come from memory, shuffled across all the cached tiles.
+        parts.append(tiles.shuffle(2048, seed=seed).concatenate(
+            tiles.shuffle(max(tile_count(cached), 2048), seed=seed, reshuffle_each_iteration=True).repeat()))
+        weights.append(tile_count(cached))
+    if streamed:
+        parts.append(tiles_of(streamed).shuffle(2048, seed=seed, reshuffle_each_iteration=True).repeat())
+        weights.append(tile_count(streamed))
+    # Cached and streamed tiles mixed in proportion to their numbers: one epoch's worth of draws
+    # takes each part about once through.
+    ds = parts[0] if len(parts) == 1 else tf.data.Dataset.sample_from_datasets(
+        parts, weights=[w / sum(weights) for w in weights], seed=seed)
     ds = ds.batch(batch_size, drop_remainder=True)
     options = tf.data.Options()
     # Workers split batches, not files: one record file must still feed every worker.

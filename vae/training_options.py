@@ -18,9 +18,9 @@ def training_options(p, learning_rate):
                    help="compute in float16 (GPU) or bfloat16 (CPU), keep weights in float32")
     p.add_argument("--xla", action="store_true", help="compile the train step with XLA")
     p.add_argument("--cache-gb", type=float, default=None,
-                   help="memory for decoded tiles, so that epochs after the first come from RAM; data larger "
-                        "than this streams from the files every epoch; 0 always streams (default: half the free "
-                        "memory)")
+                   help="memory for decoded tiles, so that epochs after the first come from RAM; record files "
+                        "past it stream every epoch (write --shards to cache part of larger data); 0 always "
+                        "streams (default: half the free memory)")
     p.add_argument("--cpu-replicas", type=int, default=0,
                    help="split the CPU into N devices under MirroredStrategy (for testing distribution)")
 
