@@ -31,7 +31,7 @@ def main(argv):
     latent.save_embeddings(args.models, sources)
     print(f"wrote {latent.embeddings_path(args.models)}: {len(sources)} sources")
     if args.report:
-        from vae import report
+        from vae import report  # only with --report: it loads matplotlib
         written, table = report.write_report(args.report, models, sources, codes["samples"], codes, args.style)
         for name, count, psnr, distances in table:
             others = ", ".join(f"{o} {d:.2f}" for o, d in distances.items())

@@ -36,7 +36,7 @@ def main(argv):
         raise cli.UserError("--frame-step, --crops-per-image and --shards must be at least 1")
     size = parse_size(args.size)
     cli.raise_on_sigterm()
-    from vae import extract, video
+    from vae import extract, video  # after the argument checks: they load NumPy and OpenCV
     crop = video.parse_crop(args.crop)
     sources = extract.extract(args.out, args.video, args.images, size, args.frame_step, crop,
                               args.crops_per_image, args.seed, args.shards)

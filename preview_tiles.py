@@ -32,7 +32,7 @@ def main(argv):
             images.save_png(tmp, sheet)
         print(f"wrote {args.out}")
     if args.show:
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # only with --show: a window needs a display
         plt.figure(figsize=(sheet.shape[1] / 100, sheet.shape[0] / 100))
         plt.imshow(sheet)
         plt.axis("off")

@@ -22,7 +22,7 @@ def main(argv):
     check_run(args, configs.Refiner())
     safety.read_models_folder(args.models)  # its JSON now; refiner.Spec loads the models after TensorFlow
     cli.quiet_tensorflow()
-    from vae import refiner, training
+    from vae import refiner, training  # after the checks above: these import TensorFlow
     return training.run(args, refiner.Spec())
 
 

@@ -15,7 +15,7 @@ def main(argv):
     check_positive(args, "steps", "batch-size", "codes", "log-every", "preview-every", "save-every")
     check_run(args, configs.VAE())
     cli.quiet_tensorflow()
-    from vae import model, training
+    from vae import model, training  # after the checks above: these import TensorFlow
     return training.run(args, model.Spec())
 
 

@@ -2,11 +2,14 @@
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import traceback
 import warnings
+
+from tqdm import tqdm
 
 
 class UserError(Exception):
@@ -165,7 +168,6 @@ def atomic_path(final_path, suffix=""):
 
 
 def _remove(path):
-    import shutil
     if os.path.isdir(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
@@ -190,7 +192,6 @@ class _Lines:
 
 def progress(total=None, desc="", unit="it"):
     """A progress bar on stderr: live on a terminal, a line every half minute otherwise."""
-    from tqdm import tqdm
     tty = sys.stderr.isatty()
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr if tty else _Lines(sys.stderr),
                 dynamic_ncols=tty, mininterval=0.5 if tty else 30.0)

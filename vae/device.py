@@ -32,7 +32,7 @@ def nvidia_gpus():
 
 def tensorflow_gpus():
     """Names of the GPUs TensorFlow sees (the card's name where TensorFlow knows it)."""
-    import tensorflow as tf
+    import tensorflow as tf  # here and below: the CPU-only checks (nvidia_gpus) must not load it
     names = []
     for gpu in tf.config.list_physical_devices("GPU"):
         try:

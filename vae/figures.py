@@ -15,8 +15,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vae import cli, video  # noqa: E402
+
 
 def read_scalars(logdir, tags):
+    # Here, after cli.quiet_tensorflow() in main: TensorFlow's start-up notes stay parked.
     import tensorflow as tf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(logdir, size_guidance={"tensors": 0})
@@ -41,7 +44,6 @@ def loss_curve(logdir, path):
 
 
 def frame_at(path, index):
-    from vae import video
     meta = video.probe(path)
     for frame in video.read_frames(meta, (meta.width, meta.height)):
         if frame.index == index:
@@ -132,7 +134,6 @@ def main():
     looks.add_argument("--beta", type=float, default=1.0)
     looks.add_argument("--all-smooths", action="store_true", help=f"every --smooth of {SMOOTHS}, not only 0.2")
     args = p.parse_args()
-    from vae import cli
     cli.quiet_tensorflow()
     if args.command == "look":
         look(args.input, args.models, args.work, args.out, args.frame, args.alpha, args.beta,

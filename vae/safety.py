@@ -46,6 +46,7 @@ def read_saved_model(path):
     pb = os.path.join(path, "saved_model.pb")
     if not os.path.isfile(pb):  # the loader would fall back to saved_model.pbtxt: not ours
         raise UserError(f"{path}: no saved_model.pb; not a model written by export_graphs.py")
+    # Here, not at the top: the JSON checks below run before scripts import TensorFlow.
     from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import saved_model_pb2
     proto = saved_model_pb2.SavedModel()

@@ -32,7 +32,7 @@ MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 def ffmpeg_exe():
     global _ffmpeg
     if _ffmpeg is None:
-        import imageio_ffmpeg
+        import imageio_ffmpeg  # only when ffmpeg is first needed: its import looks for the binary
         _ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     return _ffmpeg
 
