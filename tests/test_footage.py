@@ -7,7 +7,6 @@ with ffmpeg directly (showinfo, raw PCM), never through vae.video.
 """
 import json
 import re
-import shutil
 import subprocess
 
 import cv2
@@ -192,12 +191,9 @@ def footage(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def models(exported, tmp_path_factory):
-    """The session's exported models, copied, with embeddings.json (mogrify needs it)."""
-    folder = tmp_path_factory.mktemp("footage_models") / "models"
-    shutil.copytree(exported["models"], folder)
-    run_script("evaluate_embeddings.py", "--data", exported["data"], "--models", folder)
-    return folder
+def models(evaluated):
+    """The session's exported models with embeddings.json (mogrify needs it)."""
+    return evaluated["models"]
 
 
 def mogrify(source, out, models, *options, check=True):

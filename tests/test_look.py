@@ -1,13 +1,12 @@
 """--detail and the measures (structure, palette, flicker), on rendered files decoded independently."""
 import json
 import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, TILE, assert_one_line_error, decode, run_script
+from conftest import TILE, assert_one_line_error, decode, run_script
 from vae import measures, synthetic, video
 
 
@@ -65,31 +64,26 @@ def identity_models(tmp_path_factory, tiles):
     """A models folder whose code is the tile itself (encoder and decoder reshape, no refiner):
     every frame's own picture comes back, so what the output does from frame to frame is the
     input's motion plus what mogrify adds. Its embeddings come from evaluate_embeddings.py."""
+    import keras
+    from vae import export
     folder = tmp_path_factory.mktemp("identity") / "models"
-    script = f"""
-import sys
-sys.path.insert(0, {str(ROOT)!r})
-import keras
-import numpy as np
-from vae import export
-w, h = {TILE[0]}, {TILE[1]}
-codes = w * h * 3
-def same(x):  # a 1x1 convolution that passes its input on: weights, as the real models have
-    layer = keras.layers.Conv2D(3, 1, use_bias=False)
-    out = layer(x)
-    layer.set_weights([np.eye(3, dtype="float32").reshape(1, 1, 3, 3)])
-    return out
-image = keras.Input((h, w, 3))
-flat = keras.layers.Reshape((codes,))(same(image))
-encoder = keras.Model(image, [flat, keras.layers.Rescaling(0.0)(flat)])
-z = keras.Input((codes,))
-decoder = keras.Model(z, same(keras.layers.Reshape((h, w, 3))(z)))
-export.save("encoder", encoder, (h, w, 3), {str(folder)!r})
-export.save("decoder", decoder, (codes,), {str(folder)!r})
-export.update_model_json({str(folder)!r}, width=w, height=h, codes=codes, vae_step=0)
-"""
-    made = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr[-2000:]
+    w, h = TILE
+    codes = w * h * 3
+
+    def same(x):  # a 1x1 convolution that passes its input on: weights, as the real models have
+        layer = keras.layers.Conv2D(3, 1, use_bias=False)
+        out = layer(x)
+        layer.set_weights([np.eye(3, dtype="float32").reshape(1, 1, 3, 3)])
+        return out
+
+    image = keras.Input((h, w, 3))
+    flat = keras.layers.Reshape((codes,))(same(image))
+    encoder = keras.Model(image, [flat, keras.layers.Rescaling(0.0)(flat)])
+    z = keras.Input((codes,))
+    decoder = keras.Model(z, same(keras.layers.Reshape((h, w, 3))(z)))
+    export.save("encoder", encoder, (h, w, 3), str(folder))
+    export.save("decoder", decoder, (codes,), str(folder))
+    export.update_model_json(str(folder), width=w, height=h, codes=codes, vae_step=0)
     run_script("evaluate_embeddings.py", "--data", tiles, "--models", folder)
     return folder
 
