@@ -54,10 +54,17 @@ def shared_folder(tmp_path_factory, name, build):
     return folder
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs several scripts (tens of seconds); scheduled early")
+
+
 def pytest_collection_modifyitems(items):
     """Tests that need the trained model first: with pytest-xdist one worker starts training it
-    at once while the other runs the second half of the list, the tests that need no model."""
-    items.sort(key=lambda item: not {"exported", "evaluated"} & set(item.fixturenames))
+    at once while the other runs the second half of the list, the tests that need no model.
+    Within each half the slow tests go first, so that the workers, which take over each other's
+    last tests, end at about the same time."""
+    items.sort(key=lambda item: (not {"exported", "evaluated"} & set(item.fixturenames),
+                                 item.get_closest_marker("slow") is None))
 
 
 def assert_error_before_tensorflow(script, *args, fragments=()):

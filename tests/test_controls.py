@@ -81,6 +81,7 @@ def test_style_mix_is_the_weighted_mean(tmp_path, evaluated, media):
     assert "clip" in result.stderr and "paintings" in result.stderr  # the known sources are listed
 
 
+@pytest.mark.slow
 def test_keyframed_strength(tmp_path, evaluated, media):
     faded, plain, shifted = tmp_path / "faded.mp4", tmp_path / "plain.mp4", tmp_path / "shifted.mp4"
     common = ["--models", evaluated["models"], "--smooth", 0, "--alpha", 0, "--no-audio", "--crf", 0]
@@ -100,6 +101,7 @@ def test_keyframed_strength(tmp_path, evaluated, media):
         assert_one_line_error(result, "--beta", fragment)
 
 
+@pytest.mark.slow
 def test_still_matches_the_video_frame(tmp_path, evaluated, media):
     _, frames = decode(media["clip"])
     still = tmp_path / "clip.png"  # named after the trained source, so the same source mean applies
@@ -149,6 +151,7 @@ def folder_of_media(tmp_path, media):
     return folder
 
 
+@pytest.mark.slow
 def test_folder_resumes_after_interrupt(tmp_path, evaluated, folder_of_media):
     out = tmp_path / "out"
     cmd = [sys.executable, os.path.join(ROOT, "mogrify_video.py"), str(folder_of_media), str(out),

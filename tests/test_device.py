@@ -102,6 +102,7 @@ def test_nvidia_smi_that_fails_or_lists_nothing_is_no_gpu(tmp_path, monkeypatch)
     assert device.mismatch_warning(["Tesla T4"], ["Tesla T4"]) is None
 
 
+@pytest.mark.slow
 def test_mixed_precision_xla_and_the_device_line(tmp_path, tiles):
     """The GPU options run here on the CPU (bfloat16, XLA) and export float32 models; a training
     run prints its device line and records it in TensorBoard."""

@@ -66,6 +66,7 @@ def stop_with(signum, args):
     return int(re.search(r"stopped at step (\d+)", stderr).group(1))
 
 
+@pytest.mark.slow
 def test_signal_saves_and_resume_continues(tmp_path, tiles):
     """Ctrl-C, then SIGTERM on the resumed run, then a resume to the end: one unbroken curve."""
     data = str(tiles.parent / "*.tfrecord.gz")
@@ -88,6 +89,7 @@ def test_signal_saves_and_resume_continues(tmp_path, tiles):
     assert steps == list(range(1, reached + 4))
 
 
+@pytest.mark.slow
 def test_divergence_keeps_last_good_checkpoint(tmp_path, tiles, exported):
     data = str(tiles.parent / "*.tfrecord.gz")
     logdir = tmp_path / "vae"
@@ -108,6 +110,7 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path, tiles, exported):
     assert checkpoint_step(logdir) == 62
 
 
+@pytest.mark.slow
 def test_damaged_records(tmp_path, tiles):
     data = tiles.read_bytes()
     cut = tmp_path / "cut.tfrecord.gz"
@@ -205,6 +208,7 @@ def worker_env(cluster, index):
     return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
 
 
+@pytest.mark.slow
 def test_two_workers_train_together(tmp_path, tiles):
     """Two workers on loopback: first sharing one logdir, then resuming as machines without shared
     storage do, each with a logdir of its own (the second one not there yet)."""
@@ -232,6 +236,7 @@ def test_two_workers_train_together(tmp_path, tiles):
     assert not [p for p in os.listdir(own) if p.startswith(".")]
 
 
+@pytest.mark.slow
 def test_lost_worker_is_named(tmp_path, tiles):
     data = str(tiles.parent / "*.tfrecord.gz")
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}

@@ -45,6 +45,7 @@ def test_detail_one_without_shift_gives_back_the_input(tmp_path, evaluated, fine
     assert "structure" in result.stdout and "flicker" in result.stdout
 
 
+@pytest.mark.slow
 def test_detail_keeps_structure_and_moves_the_palette(tmp_path, evaluated, fine_clip):
     plain, _ = render(evaluated, fine_clip, tmp_path / "plain.mp4", "--alpha", 0.5, "--beta", 1.5)
     sharp, _ = render(evaluated, fine_clip, tmp_path / "sharp.mp4", "--alpha", 0.5, "--beta", 1.5, "--detail", 1)

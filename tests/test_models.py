@@ -47,6 +47,7 @@ def test_training_logs_and_loss_falls(exported):
     assert event_images(exported["refiner"])["preview"] == [20]
 
 
+@pytest.mark.slow
 def test_resume_continues(tmp_path, tiles, exported):
     """The shared run (60 steps, scalars every 5) continued to 70 with scalars every step."""
     import shutil
@@ -76,6 +77,7 @@ def test_resume_continues(tmp_path, tiles, exported):
 OLD_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "old_run")
 
 
+@pytest.mark.slow
 def test_runs_from_before_the_training_skeleton_resume(tmp_path, tiles, exported):
     """Checkpoints and config.json written by the code before training.run (tests/fixtures/old_run)."""
     import shutil
