@@ -91,10 +91,20 @@ def quiet_tensorflow():
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     if "tensorflow" in sys.modules:
         return
-    with parked_stderr():
-        import tensorflow as tf
-        if "TF_CONFIG" not in os.environ:  # multi-worker set-up must come first there
-            tf.config.list_physical_devices()
+    # Keras, which TensorFlow loads, imports matplotlib.pyplot for a plotting helper that we
+    # never call: half a second of every script's start-up. Kept out while TensorFlow loads,
+    # Keras does without it (as when matplotlib is not installed); our pictures import it as usual.
+    hide_matplotlib = "matplotlib" not in sys.modules
+    if hide_matplotlib:
+        sys.modules["matplotlib"] = None
+    try:
+        with parked_stderr():
+            import tensorflow as tf
+            if "TF_CONFIG" not in os.environ:  # multi-worker set-up must come first there
+                tf.config.list_physical_devices()
+    finally:
+        if hide_matplotlib:
+            del sys.modules["matplotlib"]
 
 
 def error_message(e):
