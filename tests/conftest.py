@@ -1,6 +1,7 @@
 """Shared fixtures: synthetic media and a tiny trained model made once per test run, and
 running scripts as a user does."""
 import fcntl
+import functools
 import os
 import shutil
 import subprocess
@@ -165,13 +166,20 @@ def decode(path, size=None):
     return meta, np.stack(frames)
 
 
+@functools.lru_cache(maxsize=4)
+def loaded_models(models_dir):
+    """The exported encoder, decoder and refiner of a folder, loaded once per test process."""
+    import tensorflow as tf
+    return {k: tf.saved_model.load(os.path.join(models_dir, k)) for k in ("encoder", "decoder", "refiner")}
+
+
 def expected_first_frame(models_dir, frame, alpha, beta, source="clip", style="paintings", style_mean=None):
     """The contract's formula for one tile, computed with the exported models called directly."""
     import json
     import numpy as np
     import tensorflow as tf
     embeddings = json.loads((models_dir / "embeddings.json").read_text())["sources"]
-    loaded = {k: tf.saved_model.load(str(models_dir / k)) for k in ("encoder", "decoder", "refiner")}
+    loaded = loaded_models(str(models_dir))
     x = tf.constant(frame[None].astype(np.float32) / 255)
     z = loaded["encoder"].signatures["serving_default"](images=x)["mean"]
     style_mean = np.float32(embeddings[style]["mean"]) if style_mean is None else np.float32(style_mean)
