@@ -152,9 +152,11 @@ def evaluated(exported, tmp_path_factory):
         result = run_script("evaluate_embeddings.py", "--data", exported["data"], "--models", exported["models"],
                             "--report", report)
         (report / "stdout.txt").write_text(result.stdout)
+        (report / "stderr.txt").write_text(result.stderr)
 
     report = shared_folder(tmp_path_factory, "report", build)
-    return {**exported, "report": report, "stdout": (report / "stdout.txt").read_text()}
+    return {**exported, "report": report, "stdout": (report / "stdout.txt").read_text(),
+            "stderr": (report / "stderr.txt").read_text()}
 
 
 def decode(path, size=None):

@@ -51,13 +51,13 @@ def test_make_gpu_installs_the_cuda_build(tmp_path):
 
 
 @no_card
-def test_cpu_only_line_and_encoder_fallback(tmp_path, exported, media):
-    result = run_script("evaluate_embeddings.py", "--data", exported["data"], "--models", exported["models"])
-    assert lines_starting(result.stderr, "device:") == ["device: CPU only"], result.stderr
-    assert not lines_starting(result.stderr, "warning:"), result.stderr
+def test_cpu_only_line_and_encoder_fallback(tmp_path, evaluated, media):
+    # evaluate_embeddings.py as the shared fixture ran it
+    assert lines_starting(evaluated["stderr"], "device:") == ["device: CPU only"], evaluated["stderr"]
+    assert not lines_starting(evaluated["stderr"], "warning:"), evaluated["stderr"]
 
     out = tmp_path / "styled.mp4"
-    result = run_script("mogrify_video.py", media["clip"], out, "--models", exported["models"], "--encoder", "auto",
+    result = run_script("mogrify_video.py", media["clip"], out, "--models", evaluated["models"], "--encoder", "auto",
                         "--no-audio", "--crf", 30)
     assert lines_starting(result.stderr, "device:") == ["device: CPU only, batch size 16"], result.stderr
     encoder = lines_starting(result.stderr, "encoder:")
