@@ -50,11 +50,14 @@ def wait_for(log, proc, pattern, timeout=180):
     raise AssertionError(f"no {pattern!r} within {timeout}s")
 
 
-def stop_with(signum, args):
-    """Train until the first steps are logged, send `signum`; the step the run says it saved."""
+def stop_with(signum, args, logdir, past):
+    """Train until a step after `past` is on record, send `signum`; the step the run says it saved."""
     proc, log = start("train_vae.py", *args, "--steps", 100000)
     wait_for(log, proc, r"steps:")
-    time.sleep(4)
+    deadline = time.time() + 180
+    while not [s for s, _ in event_scalars(logdir).get("loss", []) if s > past]:
+        assert proc.poll() is None and time.time() < deadline, "no new step logged"
+        time.sleep(0.3)
     sent = time.time()
     proc.send_signal(signum)
     proc.wait(timeout=60)
@@ -75,7 +78,7 @@ def test_signal_saves_and_resume_continues(tmp_path, tiles):
             "--save-every", 100000]
     reached = 0
     for signum in (signal.SIGINT, signal.SIGTERM):
-        stopped = stop_with(signum, args)
+        stopped = stop_with(signum, args, logdir, reached)
         assert stopped > reached, signum
         tensors = checkpoint_tensors(logdir)
         assert tensors["step/.ATTRIBUTES/VARIABLE_VALUE"] == stopped
