@@ -61,6 +61,11 @@ def main(argv):
     # Before TensorFlow's seconds of start-up, so that a typo fails at once.
     found, sources = mogrify.check_request(args.input, args.output, args.models, look.styles, start=args.start,
                                            duration=args.duration, audio_track=audio_track)
+    note, warning = latent.refiner_style_note(found[0], sources, look.styles)
+    if note:
+        cli.info(note)
+    if warning:
+        cli.warn(warning)
     cli.quiet_tensorflow()
     cli.raise_on_sigterm()
     from vae import device, export

@@ -163,9 +163,8 @@ def training_rate(height, width, batch, steps, mixed=False):
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     config = model.VAEConfig(width, height)
     vae = model.build_vae(config)
-    optimizer = keras.optimizers.Adam(2e-4)
-    optimizer.build(vae.trainable_variables)
-    trainer = training.Trainer(model.Spec(), vae, config, optimizer)
+    state = training.TrainState({"model": vae}, {"model": keras.optimizers.Adam(2e-4)})
+    trainer = training.Trainer(model.Spec(), state, config)
     data = tf.cast(tf.random.uniform([batch, height, width, 3], maxval=256), tf.uint8)  # as training gets them
     step = tf.function(trainer.step)
 

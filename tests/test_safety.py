@@ -19,7 +19,7 @@ CODES = 32  # the `exported` fixture's
 EXPORT_KINDS = textwrap.dedent("""
     import sys
     import keras
-    from vae import export, model, refiner
+    from vae import configs, export, model, refiner, style
     out = sys.argv[1]
     for name, (width, height, codes, policy) in {"a": (32, 18, 8, "mixed_bfloat16"),
                                                  "b": (48, 27, 16, "mixed_float16")}.items():
@@ -28,6 +28,8 @@ EXPORT_KINDS = textwrap.dedent("""
         export.save("encoder", vae.encoder, (height, width, 3), f"{out}/{name}")
         export.save("decoder", vae.decoder, (codes,), f"{out}/{name}")
         export.save("refiner", refiner.build_refiner(refiner.RefinerConfig(width, height, 8, 1)), (height, width, 3), f"{out}/{name}")
+        styled = style.build_generator(configs.StyleRefinerConfig(width, height, filters=4, blocks=1))
+        export.save("refiner", styled, (None, None, 3), f"{out}/{name}_style")
 """)
 
 
@@ -96,15 +98,16 @@ def test_every_exported_op_is_allowed(tmp_path, exported):
     subprocess.run([sys.executable, str(tmp_path / "export.py"), str(tmp_path)], check=True, cwd=ROOT,
                    capture_output=True, env={**os.environ, "PYTHONPATH": ROOT})
     folders = [exported["models"], tmp_path / "a", tmp_path / "b"]
+    models = [folder / kind for folder in folders for kind in ("encoder", "decoder", "refiner")]
+    models += [tmp_path / "a_style" / "refiner", tmp_path / "b_style" / "refiner"]
     run_ops, saver_ops = set(), set()
-    for folder in folders:
-        for kind in ("encoder", "decoder", "refiner"):
-            proto = safety.read_saved_model(str(folder / kind))
-            assert safety.disallowed_ops(proto) == [], (folder, kind)
-            runs, saves, problems = safety.op_regions(proto)
-            assert not problems
-            run_ops |= runs
-            saver_ops |= saves
+    for path in models:
+        proto = safety.read_saved_model(str(path))
+        assert safety.disallowed_ops(proto) == [], path
+        runs, saves, problems = safety.op_regions(proto)
+        assert not problems
+        run_ops |= runs
+        saver_ops |= saves
     assert run_ops == safety.ALLOWED_OPS
     assert saver_ops - safety.ALLOWED_OPS == safety.SAVER_OPS
     assert "Cast" in run_ops  # the mixed-precision exports were among them

@@ -9,8 +9,8 @@ import os
 
 import tensorflow as tf
 
-from vae import safety
-from vae.cli import atomic_path
+from vae import safety, training
+from vae.cli import UserError, atomic_path
 
 SIGNATURES = safety.SIGNATURES
 
@@ -39,14 +39,41 @@ def save(kind, keras_model, input_shape, folder):
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
 
 
+def restore_run(kind, config, logdir):
+    """A finished run's networks rebuilt from its config (configs.load_run) and restored from its
+    latest checkpoint, every weight found there (a changed layout is an error, as in training).
+    Returns (its Spec, the networks, the step)."""
+    spec = kind.spec_class()()
+    networks = spec.networks(config)
+    latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
+    if not latest:
+        raise UserError(f"{logdir}: no checkpoint yet; train first")
+    step = tf.Variable(0, dtype=tf.int64)
+    training.restore(tf.train.Checkpoint(step=step, **networks), latest, logdir, partial=True)
+    return spec, networks, int(step.numpy())
+
+
+def write_run(restored, config, logdir, folder):
+    """Write the SavedModels of one restored run (restore_run's answer) into `folder`; returns
+    what it adds to model.json and the names written."""
+    spec, networks, step = restored
+    written = spec.saved_models(networks, config)
+    os.makedirs(folder, exist_ok=True)
+    for name, (keras_model, input_shape) in written.items():
+        save(name, keras_model, input_shape, folder)
+    return spec.model_json(config, step, logdir), list(written)
+
+
 def update_model_json(folder, **fields):
-    """model.json: tile size, code count and the step of each exported checkpoint."""
+    """model.json: tile size, code count and the step of each exported checkpoint (and what each
+    run adds: Spec.model_json); a field given as None is removed."""
     path = os.path.join(folder, "model.json")
     current = {}
     if os.path.isfile(path):
         with open(path) as f:
             current = json.load(f)
     current.update(fields)
+    current = {k: v for k, v in current.items() if v is not None}  # None: a field the new export drops
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(current, f, indent=2)
     return current

@@ -99,10 +99,9 @@ def parse_style(text, sources):
     raise UserError(f"unknown --style {text!r}; known sources: {_known(sources)}")
 
 
-def mix_styles(sources, styles=None):
-    """The style as (label, mean code, mean Lab colour or None): the weighted average of the
-    named sources (weights normalised to sum 1), or by default the image source with the most
-    tiles."""
+def style_weights(sources, styles=None):
+    """{source name: weight}, weights normalised to sum 1, of --style texts; by default the
+    image source with the most tiles."""
     if not styles:
         candidates = [n for n, e in sources.items() if e["kind"] == "images"]
         if not candidates:
@@ -115,12 +114,44 @@ def mix_styles(sources, styles=None):
     total = sum(weights.values())
     if total <= 0:
         raise UserError(f"--style weights are all zero; known sources: {_known(sources)}")
-    mean = sum(w / total * np.asarray(sources[n]["mean"], np.float64) for n, w in weights.items())
+    return {n: w / total for n, w in weights.items()}
+
+
+def style_label(weights):
+    return " + ".join(n if len(weights) == 1 else f"{n}:{w:.2f}" for n, w in weights.items())
+
+
+def mix_styles(sources, styles=None):
+    """The style as (label, mean code, mean Lab colour or None): the weighted average of the
+    named sources (weights normalised to sum 1), or by default the image source with the most
+    tiles."""
+    weights = style_weights(sources, styles)
+    mean = sum(w * np.asarray(sources[n]["mean"], np.float64) for n, w in weights.items())
     labs = [sources[n].get("lab_mean") for n in weights]
-    lab = None if None in labs else sum(w / total * np.asarray(sources[n]["lab_mean"], np.float64)
+    lab = None if None in labs else sum(w * np.asarray(sources[n]["lab_mean"], np.float64)
                                         for n, w in weights.items())
-    label = " + ".join(n if len(weights) == 1 else f"{n}:{w / total:.2f}" for n, w in weights.items())
-    return label, mean.astype(np.float32), lab
+    return style_label(weights), mean.astype(np.float32), lab
+
+
+def refiner_style_note(meta, sources, styles):
+    """For a refiner trained toward a style (model.json's refiner_style): (a line saying so, a
+    warning when --style asks for another style, or None); (None, None) for any other refiner."""
+    trained = meta.get("refiner_style")
+    if not trained:
+        return None, None
+    try:
+        trained_weights = style_weights(sources, trained)
+    except UserError:
+        label = " + ".join(trained)
+        return (f"the refiner was trained toward {label!r}",
+                f"the refiner was trained toward {label!r}, which embeddings.json does not list")
+    asked = style_weights(sources, styles)
+    note = f"the refiner was trained toward {style_label(trained_weights)!r}: it paints that style's texture"
+    same = set(asked) == set(trained_weights) and all(abs(asked[n] - trained_weights[n]) < 1e-3 for n in asked)
+    warning = None if same else (f"--style asks for {style_label(asked)!r} but the refiner was trained toward "
+                                 f"{style_label(trained_weights)!r}: colours move toward the one, texture "
+                                 "toward the other")
+    return note, warning
 
 
 class Strength:

@@ -6,6 +6,7 @@ and ELU; dense `mean` and `log_var` codes; a reparameterised sample; six transpo
 convolutions back to exactly the tile size. Loss: squared error summed per image plus KL.
 """
 import math
+import os
 
 import keras
 import tensorflow as tf
@@ -126,10 +127,13 @@ class Spec(configs.VAE, training.Spec):
     """The VAE for training.run: squared error summed per tile plus weighted KL, averaged over tiles."""
     tracked = ("loss", "reconstruction_loss", "kl_loss")
 
-    def build(self, config, args):
-        return build_vae(config, seed=args.seed)
+    def networks(self, config):
+        return {"model": build_vae(config)}
 
-    def losses(self, vae, tiles, config, optimizer):
+    def build(self, config, args):
+        return {"model": build_vae(config, seed=args.seed)}
+
+    def losses(self, vae, tiles, config, state):
         mean, log_var = vae.encoder(tiles, training=True)
         output = vae.decoder(vae.sampling([mean, log_var]), training=True)
         reconstruction = ops.mean(ops.sum(ops.square(tiles - output), axis=(1, 2, 3)))
@@ -137,8 +141,16 @@ class Spec(configs.VAE, training.Spec):
         return {"loss": reconstruction + config.kl_weight * kl, "reconstruction_loss": reconstruction,
                 "kl_loss": kl}
 
-    def preview(self, vae, samples):
-        return [samples, vae.reconstruct(samples)]
+    def preview(self, models, samples):
+        return [samples, models["model"].reconstruct(samples)]
 
     def describe(self, config, args):
         return f"a {config.codes}-code VAE"
+
+    def saved_models(self, networks, config):
+        vae = networks["model"]
+        return {"encoder": (vae.encoder, (config.height, config.width, 3)), "decoder": (vae.decoder, (config.codes,))}
+
+    def model_json(self, config, step, logdir):
+        return {"width": config.width, "height": config.height, "codes": config.codes, "vae_step": step,
+                "vae_logdir": os.path.abspath(logdir)}

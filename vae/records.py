@@ -309,8 +309,9 @@ def _file_batches(path, batch=64):
     return marked.scan((zero, zero), count).filter(kept).map(serialized_only)
 
 
-def training_dataset(files, size, batch_size, seed=None, cache_gb=None):
-    """Endless shuffled batches of uint8 tiles [B,H,W,3] for training.
+def training_dataset(files, size, batch_size, seed=None, cache_gb=None, sources=None):
+    """Endless shuffled batches of uint8 tiles [B,H,W,3] for training (with `sources`, a list
+    of source names: only their tiles).
 
     The files (shards or not) are read in parallel, one stream per core; a damaged tail is found
     where the stream reaches it, with a warning, and the records before it are used. Decoded
@@ -337,8 +338,15 @@ def training_dataset(files, size, batch_size, seed=None, cache_gb=None):
                           for c, n, p in zip(counts, sizes, files) if p in paths))
 
     def decode(serialized):
-        raw = tf.io.parse_example(serialized, {"raw": tf.io.FixedLenFeature([], tf.string)})["raw"]
-        return tf.reshape(tf.io.decode_raw(raw, tf.uint8), [-1, height, width, 3])
+        wanted = {"raw": tf.io.FixedLenFeature([], tf.string)}
+        if sources is not None:
+            wanted["source"] = tf.io.FixedLenFeature([], tf.string)
+        parsed = tf.io.parse_example(serialized, wanted)
+        tiles = tf.reshape(tf.io.decode_raw(parsed["raw"], tf.uint8), [-1, height, width, 3])
+        if sources is None:
+            return tiles
+        keep = tf.reduce_any(tf.equal(parsed["source"][:, None], tf.constant(list(sources))[None, :]), axis=1)
+        return tf.boolean_mask(tiles, keep)
 
     def tiles_of(paths):
         if len(paths) == 1:  # interleave's hand-over costs a single stream time and buys nothing

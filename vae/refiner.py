@@ -52,31 +52,40 @@ class Spec(configs.Refiner, training.Spec):
     """
     tracked = ("loss", "tile_loss", "away_loss", "identity_loss")
 
+    def networks(self, config):
+        return {"model": build_refiner(config)}
+
     def build(self, config, args):
         self.vae = export.Models(args.models, unsafe=args.unsafe_models)
         if (self.vae.width, self.vae.height) != (config.width, config.height):
             raise UserError(f"the models in {args.models} take {self.vae.width}x{self.vae.height} tiles, "
                             f"the records hold {config.width}x{config.height}")
         self.notes = {"models": args.models, "vae_step": self.vae.meta.get("vae_step")}
-        return build_refiner(config)
+        return self.networks(config)
 
     def vae_output(self, tiles):
         mean, _ = self.vae.encode(tiles)
         return tf.stop_gradient(self.vae.decode(mean))
 
-    def losses(self, net, tiles, config, optimizer):
+    def losses(self, net, tiles, config, state):
         blurry = self.vae_output(tiles)
         refined = net(blurry, training=True)
         to_input = ops.mean(ops.square(refined - blurry))
         to_tile = ops.mean(ops.square(refined - tiles))
         away = config.away_margin / (config.away_margin + to_input)
         main = config.tile_weight * to_tile + config.away_weight * away
-        loss = tf.where(optimizer.iterations < config.identity_steps, to_input, main)
+        loss = tf.where(state.optimizers["model"].iterations < config.identity_steps, to_input, main)
         return {"loss": loss, "tile_loss": to_tile, "away_loss": away, "identity_loss": to_input}
 
-    def preview(self, net, samples):
+    def preview(self, models, samples):
         blurry = self.vae_output(samples)
-        return [samples, blurry, net(blurry, training=False)]
+        return [samples, blurry, models["model"](blurry, training=False)]
 
     def describe(self, config, args):
         return f"the refiner against {args.models}, {config.identity_steps} identity steps first,"
+
+    def saved_models(self, networks, config):
+        return {"refiner": (networks["model"], (config.height, config.width, 3))}
+
+    def model_json(self, config, step, logdir):
+        return {"refiner_step": step, "refiner_style": None}  # a style refiner exported before is replaced

@@ -16,12 +16,13 @@ from vae.cli import UserError, warn
 
 # Every op export_graphs.py writes into the functions that tf.saved_model.load can call: the
 # Keras layers (convolutions, transposed convolutions, dense, batch norm at inference, ELU,
-# sigmoid, the refiner's clip), mixed-precision casts, and variable reads. tests/test_safety.py
+# sigmoid, the refiner's clip, the style refiner's nearest-neighbour upsampling: ExpandDims and Tile),
+# mixed-precision casts, and variable reads. tests/test_safety.py
 # exports every kind of model and asserts that this is exactly the set they use.
 ALLOWED_OPS = frozenset({
-    "AddV2", "BiasAdd", "Cast", "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "Elu", "Identity",
-    "MatMul", "Maximum", "Minimum", "Mul", "NoOp", "Pack", "ReadVariableOp", "Reshape", "Rsqrt", "Shape",
-    "Sigmoid", "Squeeze", "StatefulPartitionedCall", "StridedSlice", "Sub",
+    "AddV2", "BiasAdd", "Cast", "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "Elu", "ExpandDims",
+    "Identity", "MatMul", "Maximum", "Minimum", "Mul", "NoOp", "Pack", "ReadVariableOp", "Reshape", "Rsqrt",
+    "Shape", "Sigmoid", "Squeeze", "StatefulPartitionedCall", "StridedSlice", "Sub", "Tile",
 })
 # The saver that tf.saved_model.save adds: the graph's own nodes (variable handles, placeholders)
 # and the functions reachable only from them, which write and read checkpoints. tf.saved_model.load
@@ -168,6 +169,9 @@ def read_model_json(path):
     for key in ("vae_step", "refiner_step"):
         if key in meta and not _count(meta[key], 0, 2 ** 63):
             raise UserError(f"{path}: {key} must be a whole number, not {meta[key]!r}")
+    style = meta.get("refiner_style", [])
+    if not isinstance(style, list) or not all(isinstance(s, str) for s in style):
+        raise UserError(f"{path}: refiner_style must be a list of --style texts, not {style!r}")
     return meta
 
 

@@ -1,6 +1,8 @@
 """One training run for any model: strategy, data, precision, XLA, checkpoints, summaries,
 previews, signals and the divergence guard. A model type brings a Spec (vae/model.py,
-vae/refiner.py): its config dataclass, builder, losses and preview; `run` does the rest.
+vae/refiner.py, vae/style.py): its networks, optimizers, step and preview; `run` keeps them in a
+TrainState of named parts (big_vision's train state: another model or optimizer is one more key)
+and does the rest.
 
 Steps count optimizer updates. A run continues from the latest checkpoint in its logdir and
 stops at the total step asked for; SIGINT or SIGTERM saves a checkpoint at the step reached
@@ -28,24 +30,57 @@ from vae.cli import UserError, info, parked_stderr, progress
 
 class Spec(configs.Kind):
     """What a model type brings to a run: its configs.Kind (config.json's part, which needs no
-    TensorFlow), `tracked` and the four methods below."""
+    TensorFlow), `tracked`, and the methods below. The defaults fit a model trained by one
+    optimizer on one loss (`losses`); a type with several models (a GAN) overrides
+    `optimizers` and `train_step`, as the Keras DCGAN example does with two tapes."""
     tracked = ()         # names of the losses, logged as TensorBoard scalars
 
+    def networks(self, config):
+        """{name: Keras model} that the checkpoint holds and export restores; "model" is the
+        main one (old checkpoints name it so)."""
+        raise NotImplementedError
+
     def build(self, config, args):
-        """The network to train (checkpointed as `model`), built inside the strategy's scope."""
+        """The networks to train, built inside the strategy's scope (a type that trains
+        against frozen models loads them here too)."""
+        return self.networks(config)
+
+    def optimizers(self, models, config, args):
+        """{model name: optimizer}: by default one Adam at --learning-rate for "model"."""
+        return {"model": make_optimizer(args.learning_rate)}
+
+    def train_step(self, state, tiles, config):
+        """One update on float tiles in 0..1 of this replica; returns {name: scalar}."""
+        with tf.GradientTape() as tape:
+            losses = self.losses(state.models["model"], tiles, config, state)
+        state.update("model", tape, losses["loss"])
+        return losses
+
+    def losses(self, net, tiles, config, state):
+        """{name: scalar} for the default train_step; "loss" is minimised."""
         raise NotImplementedError
 
-    def losses(self, net, tiles, config, optimizer):
-        """{name: scalar} for float tiles in 0..1 on this replica; "loss" is minimised."""
-        raise NotImplementedError
+    def dataset(self, files, size, args, config):
+        """The batches train_step gets (uint8; made float on the device): by default shuffled
+        tiles of every source."""
+        return records.training_dataset(files, size, args.batch_size, seed=args.seed,
+                                        cache_gb=getattr(args, "cache_gb", None))
 
-    def preview(self, net, samples):
+    def preview(self, models, samples):
         """Rows of images for the preview grid."""
         raise NotImplementedError
 
     def describe(self, config, args):
         """A few words for the start-up line."""
         raise NotImplementedError
+
+    def saved_models(self, networks, config):
+        """{export name: (Keras model, input shape without the batch)} for export_graphs.py."""
+        raise NotImplementedError
+
+    def model_json(self, config, step, logdir):
+        """What export_graphs.py adds to model.json for this run."""
+        return {}
 
 
 # --- distribution ----------------------------------------------------------------------
@@ -280,25 +315,104 @@ def make_optimizer(learning_rate):
     return optimizer
 
 
+def optimizer_key(name):
+    """The checkpoint's name for the optimizer of model `name`: `optimizer` for the main model,
+    as checkpoints before the train state had it."""
+    return "optimizer" if name == "model" else f"{name}_optimizer"
+
+
+def restore(checkpoint, path, logdir, partial=False):
+    """Restore a checkpoint into `checkpoint`'s objects, every one of which must find its values
+    there: a changed layout is an error naming the logdir, never random weights. `partial`:
+    values the objects do not use (an optimizer's, when exporting) are fine."""
+    try:
+        status = checkpoint.restore(path)
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        reason = (getattr(e, "message", None) or str(e)).strip().splitlines()[0][:200]
+        raise UserError(f"{logdir}: its checkpoint does not fit the model its config.json describes "
+                        f"({reason}); was config.json edited, or the run written by other code?") from e
+    if partial:
+        status.expect_partial()
+    return status
+
+
+class TrainState:
+    """The named parts of a run: models and their optimizers (one each, by the model's name),
+    the step, and the first step whose loss was not finite. It owns what concerns all of them:
+    the checkpoint (each part under its name), the one update helper, the chief's state sync,
+    the finite checks and the learning rates."""
+
+    def __init__(self, models, optimizers, seed=0):
+        self.models, self.optimizers = dict(models), dict(optimizers)
+        for name, optimizer in self.optimizers.items():
+            optimizer.build(self.models[name].trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # Read on the host only where the loop waits for the device anyway (logs, previews,
+        # saves), so the device runs ahead between.
+        self.bad_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_step")
+        self.seed = seed
+        parts = {**self.models, **{optimizer_key(n): o for n, o in self.optimizers.items()}}
+        self.checkpoint = tf.train.Checkpoint(step=self.step, **parts)
+
+    def draw_seed(self, purpose):
+        """A seed for one stateless random draw of a spec's step (crops, strengths): a function
+        of the run's seed, the step and the replica, so that a resumed run draws what an
+        uninterrupted one would, and replicas draw apart. `purpose` (a small int) tells the
+        draws of one step apart."""
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return tf.stack([tf.cast(self.seed * 1000 + purpose, tf.int64),
+                         self.step * 1024 + tf.cast(replica, tf.int64)])
+
+    def update(self, name, tape, loss):
+        """One optimizer step of model `name` on `loss`, this replica's batch mean."""
+        optimizer, variables = self.optimizers[name], self.models[name].trainable_variables
+        scaled = optimizer.scale_loss(loss)
+        # The optimizer sums the replicas' gradients, so dividing here makes the sum the
+        # gradient of the global mean.
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        # A variable that the loss does not reach gets a zero gradient (Adam leaves it be).
+        gradients = [tf.zeros_like(v) if g is None else g / replicas
+                     for g, v in zip(tape.gradient(scaled, variables), variables)]
+        optimizer.apply_gradients(zip(gradients, variables))
+
+    @property
+    def variables(self):
+        """Everything a worker must share with the chief."""
+        out = [self.step]
+        for name, net in self.models.items():
+            out += net.variables
+        for optimizer in self.optimizers.values():
+            out += optimizer.variables
+        return out
+
+    def all_finite(self):
+        return bool(_all_finite([w for net in self.models.values() for w in net.weights]))
+
+    def learning_rate_tags(self):
+        return {name: "learning_rate" if name == "model" else f"{name}_learning_rate" for name in self.optimizers}
+
+    def learning_rates(self):
+        """{TensorBoard tag: the current rate} of every optimizer."""
+        return {tag: float(self.optimizers[name].learning_rate.numpy())
+                for name, tag in self.learning_rate_tags().items()}
+
+    def set_learning_rates(self, rates):
+        for name, rate in rates.items():
+            self.optimizers[name].learning_rate.assign(rate)
+
+
 class Trainer:
-    """The train step of any spec: uint8 tiles in, made float on the device; one update;
+    """The train step of any spec: uint8 tiles in, made float on the device; the spec's update;
     the losses kept in keras.metrics.Mean trackers until the loop logs them."""
 
-    def __init__(self, spec, net, config, optimizer):
-        self.spec, self.net, self.config, self.optimizer = spec, net, config, optimizer
+    def __init__(self, spec, state, config):
+        self.spec, self.state, self.config = spec, state, config
         self.trackers = {name: keras.metrics.Mean(name=name) for name in spec.tracked}
 
-    def step(self, tiles):
-        tiles = tf.cast(tiles, tf.float32) / 255.0
-        variables = self.net.trainable_variables
-        with tf.GradientTape() as tape:
-            losses = self.spec.losses(self.net, tiles, self.config, self.optimizer)
-            scaled = self.optimizer.scale_loss(losses["loss"])
-        # Each replica's loss is its own batch's mean; the optimizer sums the replicas'
-        # gradients, so dividing here makes the sum the gradient of the global mean.
-        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-        gradients = [g / replicas for g in tape.gradient(scaled, variables)]
-        self.optimizer.apply_gradients(zip(gradients, variables))
+    def step(self, batch):
+        batch = tf.nest.map_structure(lambda tiles: tf.cast(tiles, tf.float32) / 255.0, batch)
+        losses = self.spec.train_step(self.state, batch, self.config)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in losses.values()])
         for name, value in losses.items():
             self.trackers[name].update_state(value)
@@ -314,8 +428,15 @@ def _all_finite(variables):
     return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables if v.dtype.is_floating])
 
 
+def learning_rates(args, optimizers):
+    """{model name: rate} asked for by this command line: --learning-rate for "model", and for
+    the others what the spec set from its config (the optimizers' initial rates)."""
+    return {name: args.learning_rate if name == "model" else float(optimizer.learning_rate.numpy())
+            for name, optimizer in optimizers.items()}
+
+
 def run(args, spec):
-    """Train spec's model on args.data until args.steps; returns the exit status."""
+    """Train spec's models on args.data until args.steps; returns the exit status."""
     strategy = make_strategy(args.cpu_replicas)  # before any other TensorFlow op
     chief = is_chief(strategy)
     files = records.find_files(args.data)
@@ -325,24 +446,19 @@ def run(args, spec):
     set_precision(args.mixed_precision)
     device.report(keras.mixed_precision.global_policy().name, args.xla, args.batch_size)
     with strategy.scope():
-        net = spec.build(config, args)
-        optimizer = make_optimizer(args.learning_rate)
-        optimizer.build(net.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        trainer = Trainer(spec, net, config, optimizer)
-        # The first step at which a loss was not finite; read on the host only where the loop
-        # waits for the device anyway (logs, previews, saves), so the device runs ahead between.
-        bad_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_step")
+        models = spec.build(config, args)
+        optimizers = spec.optimizers(models, config, args)
+        rates = learning_rates(args, optimizers)
+        state = TrainState(models, optimizers, seed=args.seed)
+        trainer = Trainer(spec, state, config)
     if chief:
         os.makedirs(args.logdir, exist_ok=True)
         configs.save_config(spec, config, args, files)
-    checkpoint = tf.train.Checkpoint(step=step, model=net, optimizer=optimizer)
     info(f"training {spec.describe(config, args)} on {width}x{height} tiles from {len(files)} file(s), "
          f"{strategy.num_replicas_in_sync} replica(s)" + (", XLA" if args.xla else ""))
-    batches = records.training_dataset(files, (width, height), args.batch_size, seed=args.seed,
-                                       cache_gb=getattr(args, "cache_gb", None))
+    batches = spec.dataset(files, (width, height), args, config)
     samples = sample_tiles(files, (width, height)) if chief else None
-    preview = Previews(args.logdir, lambda: spec.preview(net, samples))
+    preview = Previews(args.logdir, lambda: spec.preview(state.models, samples))
 
     def replica_step(tiles):
         return tf.cast(tf.logical_not(trainer.step(tiles)), tf.int32)  # 1 where a loss is not finite
@@ -352,18 +468,17 @@ def run(args, spec):
     @tf.function
     def distributed_step(tiles):
         failed = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(tiles,)), axis=None)
-        step.assign_add(1)
-        bad_step.assign(tf.where((failed > 0) & (bad_step == 0), step, bad_step))
+        state.step.assign_add(1)
+        state.bad_step.assign(tf.where((failed > 0) & (state.bad_step == 0), state.step, state.bad_step))
 
-    manager = checkpoint_manager(args.logdir, checkpoint, step, strategy, chief)
+    manager = checkpoint_manager(args.logdir, state.checkpoint, state.step, strategy, chief)
     multi_worker = bool(os.environ.get("TF_CONFIG"))
     # A lost peer makes every collective print gRPC's errors from C++; the one line we print
     # below says what happened (--debug shows them).
     quiet = parked_stderr(show_on_error=args.debug) if multi_worker else contextlib.nullcontext()
     try:
         with quiet:
-            return _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer, trainer, batches,
-                         distributed_step, preview, net)
+            return _loop(args, strategy, chief, state, rates, manager, trainer, batches, distributed_step, preview)
     except tf.errors.OpError as e:
         if multi_worker and isinstance(e, (tf.errors.UnavailableError, tf.errors.CancelledError,
                                            tf.errors.DeadlineExceededError, tf.errors.InternalError,
@@ -375,17 +490,16 @@ def run(args, spec):
             shutil.rmtree(manager.directory, ignore_errors=True)
 
 
-def _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer, trainer, batches,
-          distributed_step, preview, net):
+def _loop(args, strategy, chief, state, rates, manager, trainer, batches, distributed_step, preview):
     latest = tf.train.latest_checkpoint(os.path.join(args.logdir, "checkpoints"))
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        info(f"resumed from {latest} at step {int(step.numpy())}")
+        restore(state.checkpoint, latest, args.logdir)
+        info(f"resumed from {latest} at step {int(state.step.numpy())}")
     if os.environ.get("TF_CONFIG"):
-        take_chief_state(strategy, [step, *net.variables, *optimizer.variables])
-    # The checkpoint restores the old rate; the one asked for now wins (e.g. lower after divergence).
-    optimizer.learning_rate.assign(args.learning_rate)
-    start = int(step.numpy())
+        take_chief_state(strategy, state.variables)
+    # The checkpoint restores the old rates; the ones asked for now win (e.g. lower after divergence).
+    state.set_learning_rates(rates)
+    start = int(state.step.numpy())
     if start >= args.steps:
         info(f"{args.logdir} is already at step {start} (asked for {args.steps}): nothing to do")
         return 0
@@ -396,7 +510,7 @@ def _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer,
     status = 0
 
     def check_finite():
-        bad = int(bad_step.numpy())
+        bad = int(state.bad_step.numpy())
         if bad:
             diverged(args.logdir, f"the loss became non-finite at step {bad}")
 
@@ -417,9 +531,8 @@ def _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer,
                 # The only place the losses come to the host: the trackers' means since the last log.
                 means = {m.name: float(m.result()) for m in trainer.metrics}
                 with writer.as_default(step=current):
-                    for name, value in means.items():
+                    for name, value in {**means, **state.learning_rates()}.items():
                         tf.summary.scalar(name, value, step=current)
-                    tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()), step=current)
                     tf.summary.scalar("tiles_per_second", window_steps * args.batch_size / max(elapsed, 1e-9),
                                       step=current)
                 for m in trainer.metrics:
@@ -429,7 +542,7 @@ def _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer,
             if chief and show:
                 preview(current, writer)
             if save:
-                if not bool(_all_finite(net.weights)):
+                if not state.all_finite():
                     diverged(args.logdir, f"the weights became non-finite at step {current}")
                 manager.save(checkpoint_number=current)
             if stopping:
@@ -438,5 +551,6 @@ def _loop(args, strategy, chief, checkpoint, manager, step, bad_step, optimizer,
                 status = 128 + stop.signum
                 break
     writer.flush()
-    print(f"{args.logdir}: step {int(step.numpy())} of {args.steps}")
+    print(f"{args.logdir}: step {int(state.step.numpy())} of {args.steps}")
     return status
+
