@@ -11,6 +11,8 @@ from vae.cli import UserError
 
 FILTERS = (64, 64, 128, 128, 192, 256)
 KERNELS = (7, 5, 5, 3, 3, 3)
+LATENTS = ("global", "spatial")
+DOWNSAMPLE = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +24,29 @@ class VAEConfig:
     kl_weight: float = 1.0
     filters: tuple = FILTERS
     kernels: tuple = KERNELS
+    # "global": one code of `codes` numbers per tile (the original); "spatial": a map of `codes`
+    # channels at 1/downsample of the tile's size. A config.json without them is global.
+    latent: str = "global"
+    downsample: int = DOWNSAMPLE
+
+    def __post_init__(self):
+        if self.latent not in LATENTS:
+            raise UserError(f"latent must be one of {', '.join(LATENTS)}, not {self.latent!r}")
+        if not is_power_of_two(self.downsample) or self.downsample < 2:
+            raise UserError(f"downsample must be a power of two of at least 2, not {self.downsample}")
+
+
+def is_power_of_two(n):
+    return type(n) is int and n > 0 and n & (n - 1) == 0
+
+
+def spatial_layers(downsample):
+    """Filters and kernels of a spatial VAE's log2(downsample) strided convolutions (and, in
+    reverse, of its decoder): chosen by measurement (see vae/model.py)."""
+    depth = downsample.bit_length() - 1
+    filters = tuple(min(32 * 2 ** i, 128) for i in range(depth))
+    kernels = (5,) + (3,) * (depth - 1)
+    return filters, kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +78,14 @@ class Kind:
 class VAE(Kind):
     name = "vae"
     config_class = VAEConfig
-    architecture = ("width", "height", "codes", "filters", "kernels")
+    architecture = ("width", "height", "latent", "downsample", "codes", "filters", "kernels")
 
     def configure(self, args, config):
-        return dataclasses.replace(config, codes=args.codes, kl_weight=args.kl_weight)
+        layers = {}
+        if args.latent == "spatial" and config.latent != "spatial":  # a new run (or one refused for its latent)
+            layers = dict(zip(("filters", "kernels"), spatial_layers(args.downsample)))
+        return dataclasses.replace(config, codes=args.codes, kl_weight=args.kl_weight, latent=args.latent,
+                                   downsample=args.downsample, **layers)
 
 
 class Refiner(Kind):
@@ -84,12 +113,16 @@ def config_from_json(config_class, stored, path):
         value, kind = stored[field.name], field.type
         expected, ok = {int: ("a whole number", lambda v: type(v) is int and v >= 0),
                         float: ("a number", lambda v: type(v) in (int, float)),
+                str: ("a string", lambda v: type(v) is str),
                         tuple: ("a list of positive whole numbers",
                                 lambda v: isinstance(v, list) and all(type(x) is int and x > 0 for x in v))}[kind]
         if not ok(value):
             raise UserError(f"{path}: {field.name} must be {expected}, not {value!r}")
         values[field.name] = tuple(value) if kind is tuple else value
-    return config_class(**values)
+    try:
+        return config_class(**values)
+    except UserError as e:  # a value of the right type out of its range
+        raise UserError(f"{path}: {e}") from None
 
 
 def load_config(logdir, kind):
