@@ -31,8 +31,10 @@ class CropLike(layers.Layer):
 
     def call(self, inputs):
         x, like = inputs
-        shape = ops.shape(like)  # numbers where the size is known, tensors where it is not
-        return x[:, :shape[1], :shape[2]]
+        # A known size is cut as a number (the graph a tile-size refiner always had), an open one
+        # as a tensor.
+        height, width = (tf.shape(like)[i] if like.shape[i] is None else like.shape[i] for i in (1, 2))
+        return x[:, :height, :width]
 
     def compute_output_shape(self, shapes):
         x, like = shapes
