@@ -133,6 +133,14 @@ class VAE(keras.Model):
         return output if len(z.shape) == 2 else crop_like(output, images)
 
 
+# The spatial model's batch norm follows its statistics over about ten steps, not Keras's hundred
+# (momentum 0.99): the moving averages are what inference (previews, exports, renders) uses, and
+# with the slower average they lagged the training statistics so far that after 300 steps the
+# exported model reconstructed the training clip at 17.7 dB where the training-mode one gave 22.9
+# (60 steps: 12.9 against 15.6; with 0.9 the two agree within 0.3 dB).
+SPATIAL_BN_MOMENTUM = 0.9
+
+
 class Upsample2x(layers.Layer):
     """Twice the height and width, by resizing (bilinear), for any input size."""
 
@@ -149,7 +157,7 @@ def build_spatial_encoder(config):
     x = images
     for i, (f, k) in enumerate(zip(config.filters, config.kernels)):
         x = layers.Conv2D(f, k, strides=2, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = FusedBatchNorm(name=f"conv{i}_bn")(x)
+        x = FusedBatchNorm(momentum=SPATIAL_BN_MOMENTUM, name=f"conv{i}_bn")(x)
         x = layers.ELU(name=f"conv{i}_elu")(x)
     # The codes stay float32 under mixed precision, as the global model's.
     mean = layers.Conv2D(config.codes, 3, padding="same", name="mean", dtype="float32")(x)
@@ -161,7 +169,7 @@ def build_spatial_decoder(config):
     filters, kernels = config.filters, config.kernels
     z = keras.Input((None, None, config.codes), name="z")
     x = layers.Conv2D(filters[-1], 3, padding="same", use_bias=False, name="expand")(z)
-    x = FusedBatchNorm(name="expand_bn")(x)
+    x = FusedBatchNorm(momentum=SPATIAL_BN_MOMENTUM, name="expand_bn")(x)
     x = layers.ELU(name="expand_elu")(x)
     for i in reversed(range(len(filters))):
         last = i == 0
@@ -169,7 +177,7 @@ def build_spatial_decoder(config):
         x = layers.Conv2D(3 if last else filters[i - 1], kernels[i], padding="same", use_bias=last,
                           name=f"up{i}")(x)
         if not last:
-            x = FusedBatchNorm(name=f"up{i}_bn")(x)
+            x = FusedBatchNorm(momentum=SPATIAL_BN_MOMENTUM, name=f"up{i}_bn")(x)
             x = layers.ELU(name=f"up{i}_elu")(x)
     images = layers.Activation("sigmoid", dtype="float32", name="images")(x)
     return keras.Model(z, images, name="decoder")
