@@ -31,7 +31,9 @@ def main(argv):
         fields.update(more)
         written += names
     meta = export.update_model_json(args.out, **fields)
-    print(f"exported {', '.join(written)} ({meta['width']}x{meta['height']}, {meta['codes']} codes, "
+    codes = (f"spatial, a map of {meta['codes']} channels at 1/{meta['downsample']}" if meta.get("latent") == "spatial"
+             else f"{meta['codes']} codes")
+    print(f"exported {', '.join(written)} ({meta['width']}x{meta['height']}, {codes}, "
           f"VAE step {meta['vae_step']}) to {args.out}")
     return 0
 

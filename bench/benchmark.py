@@ -24,7 +24,7 @@ cli.quiet_tensorflow()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vae import export, images, latent, mogrify, model, refiner, synthetic, training, video  # noqa: E402
+from vae import configs, export, images, latent, mogrify, model, refiner, synthetic, training, video  # noqa: E402
 
 
 def forward_flops(keras_model):
@@ -179,6 +179,111 @@ def training_rate(height, width, batch, steps, mixed=False):
     return rate, flops
 
 
+def graph_flops(fn, *specs):
+    """FLOPs (2 x multiply-adds) of the convolutions in fn traced at the given static shapes: a
+    spatial model's layers have open sizes, so they are counted in its graph at one size."""
+    graph = tf.function(fn).get_concrete_function(*specs).graph
+    total = 0
+    for op in graph.get_operations():
+        if op.type == "Conv2D":
+            _, h, w, _ = op.outputs[0].shape
+            kh, kw, c_in, c_out = op.inputs[1].shape
+            total += 2 * h * w * kh * kw * c_in * c_out
+    return total
+
+
+def spatial_config(width, height, downsample=8):
+    filters, kernels = configs.spatial_layers(downsample)
+    return model.VAEConfig(width, height, codes=16, latent="spatial", downsample=downsample, filters=filters,
+                           kernels=kernels)
+
+
+def spatial_flops(vae, config, width, height):
+    """Encoder and decoder FLOPs of a spatial VAE on one width x height image."""
+    d = config.downsample
+    encoder = graph_flops(lambda x: vae.encoder(x, training=False), tf.TensorSpec([1, height, width, 3]))
+    decoder = graph_flops(lambda z: vae.decoder(z, training=False),
+                          tf.TensorSpec([1, -(-height // d), -(-width // d), config.codes]))
+    return encoder + decoder
+
+
+def spatial_training_rate(height, width, batch, steps):
+    """Tiles/s of a spatial VAE's train step (16 channels at 1/8) and its FLOPs per tile."""
+    import keras
+    config = spatial_config(width, height)
+    vae = model.build_vae(config)
+    optimizer = keras.optimizers.Adam(2e-4)
+    optimizer.build(vae.trainable_variables)
+    trainer = training.Trainer(model.Spec(), vae, config, optimizer)
+    data = tf.cast(tf.random.uniform([batch, height, width, 3], maxval=256), tf.uint8)
+    step = tf.function(trainer.step)
+
+    def run():
+        for _ in range(steps):
+            finite = step(data)
+        bool(finite)
+
+    return best_rate(run, steps * batch, repeats=2), 3 * spatial_flops(vae, config, width, height)
+
+
+def export_untrained_spatial(folder, width, height):
+    """An untrained spatial VAE exported as export_graphs.py does (any size)."""
+    config = spatial_config(width, height)
+    vae = model.build_vae(config)
+    export.save("encoder", vae.encoder, (None, None, 3), folder)
+    export.save("decoder", vae.decoder, (None, None, config.codes), folder)
+    export.update_model_json(folder, width=width, height=height, codes=config.codes, latent="spatial",
+                             downsample=config.downsample, vae_step=0)
+    return lambda w, h: spatial_flops(vae, config, w, h)
+
+
+def spatial_frame_rate(models, width, height, batch, calls):
+    """Frames/s of the exported spatial encoder and decoder, batched, on width x height frames
+    (the render's model step at the frame's own size, without a refiner)."""
+    frames = tf.cast(tf.random.uniform([batch, height, width, 3], maxval=255), tf.uint8)
+
+    @tf.function
+    def step(frames):
+        mean, _ = models.encode(tf.cast(frames, tf.float32) / 255.0)
+        return models.decode(mean, size=(width, height))
+
+    return best_rate(lambda: [step(frames).numpy() for _ in range(calls)], batch * calls)
+
+
+def measure_spatial(results, width, height, work, quick, say):
+    """The spatial VAE's figures into `results` (which holds matmul_gflops)."""
+    say("spatial training ...")
+    rate, flops = spatial_training_rate(height, width, batch=16, steps=3 if quick else 6)
+    results["spatial_train_tiles_per_s"] = rate
+    results["spatial_train_share_of_matmul"] = rate * flops / (results["matmul_gflops"] * 1e9)
+    say("spatial encoder and decoder at the frame's size ...")
+    folder = os.path.join(work, "spatial_models")
+    flops_at = export_untrained_spatial(folder, width, height)
+    models = export.Models(folder)
+    for w, h, batch in ((640, 360, 4), (1280, 720, 2)):
+        fps = spatial_frame_rate(models, w, h, batch, calls=2 if quick else 4)
+        results[f"spatial_frames_per_s_{w}x{h}"] = fps
+        results[f"spatial_share_of_matmul_{w}x{h}"] = fps * flops_at(w, h) / (results["matmul_gflops"] * 1e9)
+
+
+def print_spatial(results, width, height):
+    print(f"spatial VAE (16 channels at 1/8): training {results['spatial_train_tiles_per_s']:.1f} tiles/s at "
+          f"{width}x{height} ({results['spatial_train_share_of_matmul']:.2f} of matmul); encoder+decoder "
+          + ", ".join(f"{results[f'spatial_frames_per_s_{s}']:.2f} frames/s at {s} "
+                      f"({results[f'spatial_share_of_matmul_{s}']:.2f} of matmul)" for s in ("640x360", "1280x720")))
+
+
+def merge_json(path, results):
+    previous = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            previous = json.load(f)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({**previous, **results}, f, indent=2)
+    print(f"wrote {path}")
+
+
 def export_untrained(folder, height, width):
     vae = model.build_vae(model.VAEConfig(width, height))
     net = refiner.build_refiner(refiner.RefinerConfig(width, height))
@@ -274,6 +379,9 @@ def main():
     p.add_argument("--size", default="320x180", help="tile size")
     p.add_argument("--quick", action="store_true", help="shorter clips and fewer steps (a smoke run)")
     p.add_argument("--input", action="store_true", help="measure only the training input (and merge into --json)")
+    p.add_argument("--spatial", action="store_true",
+                   help="measure only the spatial VAE: training, encoder+decoder at 640x360 and 1280x720 (and merge "
+                        "into --json)")
     args = p.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     frames = 200 if args.quick else 1000
@@ -281,6 +389,15 @@ def main():
                           f"TensorFlow {tf.__version__}", "tile": f"{width}x{height}"}
     work = tempfile.mkdtemp(prefix="vae-bench.")
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+
+    if args.spatial:
+        say("matmul ...")
+        results["matmul_gflops"] = matmul_flops() / 1e9
+        measure_spatial(results, width, height, work, args.quick, say)
+        print(f"matmul {results['matmul_gflops']:.1f} GFLOP/s")
+        print_spatial(results, width, height)
+        merge_json(args.json, results)
+        return
 
     say("training input ...")
     rates = input_rates(work, width, height, 600 if args.quick else 1500)
@@ -296,14 +413,7 @@ def main():
           f"cached {rates['cached']:.0f} tiles/s (target 5000); start-up {startup['1x']:.2f} s, on 10x the data "
           f"{startup['10x']:.2f} s ({results['input_startup_ratio_10x']:.2f}x, target at most 1.2x)")
     if args.input:
-        previous = {}
-        if os.path.isfile(args.json):
-            with open(args.json) as f:
-                previous = json.load(f)
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({**previous, **results}, f, indent=2)
-        print(f"wrote {args.json}")
+        merge_json(args.json, results)
         return
 
     say("matmul ...")
@@ -317,6 +427,8 @@ def main():
         results["train_bf16_tiles_per_s"] = rate_bf16
     except Exception as e:  # not every CPU and build can
         results["train_bf16_tiles_per_s"] = f"failed: {e}"
+
+    measure_spatial(results, width, height, work, args.quick, say)
 
     say("inference ...")
     models_dir = os.path.join(work, "models")
@@ -397,6 +509,7 @@ def main():
     print(f"training {results['train_tiles_per_s']:.1f} tiles/s (bfloat16: {results['train_bf16_tiles_per_s']}), "
           f"inference {results['infer_frames_per_s']:.1f} frames/s, mogrify {results['mogrify_frames_per_s']:.1f} "
           f"frames/s, serial loop {results['serial_frames_per_s']:.1f} frames/s")
+    print_spatial(results, width, height)
     print(f"extraction of {results['extract_clip']}: {results['extract_s']:.1f} s, "
           f"ffmpeg's decode {results['ffmpeg_decode_s']:.1f} s; "
           f"mogrify peak memory {short_mb:.0f} MB, on the 4x clip {long_mb:.0f} MB")

@@ -64,7 +64,7 @@ def pytest_collection_modifyitems(items):
     at once while the other runs the second half of the list, the tests that need no model.
     Within each half the slow tests go first, so that the workers, which take over each other's
     last tests, end at about the same time."""
-    items.sort(key=lambda item: (not {"exported", "evaluated"} & set(item.fixturenames),
+    items.sort(key=lambda item: (not {"exported", "evaluated", "spatial"} & set(item.fixturenames),
                                  item.get_closest_marker("slow") is None))
 
 
@@ -126,7 +126,8 @@ def event_images(logdir):
             if acc.Tensors(tag)[0].tensor_proto.dtype == tf.string.as_datatype_enum}
 
 
-TRAIN_FAST = ["--batch-size", 16, "--log-every", 5, "--preview-every", 20, "--save-every", 20, "--codes", 32]
+TRAIN_SCHEDULE = ["--batch-size", 16, "--log-every", 5, "--preview-every", 20, "--save-every", 20]
+TRAIN_FAST = TRAIN_SCHEDULE + ["--codes", 32]
 
 
 @pytest.fixture(scope="session")
@@ -157,6 +158,29 @@ def evaluated(exported, tmp_path_factory):
     report = shared_folder(tmp_path_factory, "report", build)
     return {**exported, "report": report, "stdout": (report / "stdout.txt").read_text(),
             "stderr": (report / "stderr.txt").read_text()}
+
+
+@pytest.fixture(scope="session")
+def spatial(tiles, tmp_path_factory):
+    """A spatial VAE (a map of 16 channels at 1/8) trained with the steps and batch of the global
+    one in `exported`, a small refiner, both exported, and evaluated with a report."""
+    data = str(tiles.parent / "*.tfrecord.gz")
+
+    def build(root):
+        run_script("train_vae.py", "--data", data, "--logdir", root / "vae", "--steps", 60, "--latent", "spatial",
+                   *TRAIN_SCHEDULE)
+        run_script("export_graphs.py", "--vae", root / "vae", "--out", root / "models")
+        run_script("train_refiner.py", "--data", data, "--models", root / "models", "--logdir", root / "refiner",
+                   "--steps", 10, "--identity-steps", 5, "--batch-size", 16, "--log-every", 5, "--filters", 8,
+                   "--blocks", 1)
+        run_script("export_graphs.py", "--vae", root / "vae", "--refiner", root / "refiner", "--out", root / "models")
+        result = run_script("evaluate_embeddings.py", "--data", data, "--models", root / "models", "--report",
+                            root / "report")
+        (root / "evaluate.txt").write_text(result.stdout)
+
+    root = shared_folder(tmp_path_factory, "spatial", build)
+    return {"root": root, "models": root / "models", "vae": root / "vae", "refiner": root / "refiner", "data": data,
+            "report": root / "report", "stdout": (root / "evaluate.txt").read_text()}
 
 
 def decode(path, size=None):

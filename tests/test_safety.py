@@ -15,21 +15,34 @@ from vae.cli import UserError
 CODES = 32  # the `exported` fixture's
 
 # Fresh exports of every kind the project writes: VAE and refiner, tile sizes other than the
-# fixture's (one odd), under both mixed-precision policies (train_vae.py --mixed-precision).
+# fixture's (one odd), under both mixed-precision policies (train_vae.py --mixed-precision),
+# global and spatial (at two downsample factors, their refiner for any size).
 EXPORT_KINDS = textwrap.dedent("""
     import sys
     import keras
     from vae import configs, export, model, refiner, style
     out = sys.argv[1]
-    for name, (width, height, codes, policy) in {"a": (32, 18, 8, "mixed_bfloat16"),
-                                                 "b": (48, 27, 16, "mixed_float16")}.items():
+    for name, (width, height, codes, policy, d) in {"a": (32, 18, 8, "mixed_bfloat16", None),
+                                                    "b": (48, 27, 16, "mixed_float16", None),
+                                                    "c": (48, 27, 8, "mixed_bfloat16", 4),
+                                                    "d": (64, 36, 4, "mixed_float16", 16)}.items():
         keras.mixed_precision.set_global_policy(policy)
-        vae = model.build_vae(model.VAEConfig(width, height, codes))
-        export.save("encoder", vae.encoder, (height, width, 3), f"{out}/{name}")
-        export.save("decoder", vae.decoder, (codes,), f"{out}/{name}")
-        export.save("refiner", refiner.build_refiner(refiner.RefinerConfig(width, height, 8, 1)), (height, width, 3), f"{out}/{name}")
-        styled = style.build_generator(configs.StyleRefinerConfig(width, height, filters=4, blocks=1))
-        export.save("refiner", styled, (None, None, 3), f"{out}/{name}_style")
+        if d is None:
+            vae = model.build_vae(model.VAEConfig(width, height, codes))
+            shapes = (height, width, 3), (codes,)
+        else:
+            filters, kernels = configs.spatial_layers(d)
+            vae = model.build_vae(model.VAEConfig(width, height, codes, latent="spatial", downsample=d,
+                                                  filters=filters, kernels=kernels))
+            shapes = (None, None, 3), (None, None, codes)
+        net = refiner.build_refiner(refiner.RefinerConfig(width, height, 8, 1), any_size=d is not None)
+        export.save("encoder", vae.encoder, shapes[0], f"{out}/{name}")
+        export.save("decoder", vae.decoder, shapes[1], f"{out}/{name}")
+        export.save("refiner", net, shapes[0], f"{out}/{name}")
+        # The style refiner, for a tile size and for any size.
+        styled = style.build_generator(configs.StyleRefinerConfig(width, height, filters=4, blocks=1),
+                                       any_size=d is not None)
+        export.save("refiner", styled, shapes[0], f"{out}/{name}_style")
 """)
 
 
@@ -90,16 +103,16 @@ def hostile(exported, tmp_path_factory):
     return {"marker": marker, **folders}
 
 
-def test_every_exported_op_is_allowed(tmp_path, exported):
+def test_every_exported_op_is_allowed(tmp_path, exported, spatial):
     """The allowlist is exactly what export_graphs.py writes: nothing it writes is refused,
     nothing is allowed that it does not write."""
     import subprocess
     (tmp_path / "export.py").write_text(EXPORT_KINDS)
     subprocess.run([sys.executable, str(tmp_path / "export.py"), str(tmp_path)], check=True, cwd=ROOT,
                    capture_output=True, env={**os.environ, "PYTHONPATH": ROOT})
-    folders = [exported["models"], tmp_path / "a", tmp_path / "b"]
+    folders = [exported["models"], spatial["models"]] + [tmp_path / name for name in "abcd"]
     models = [folder / kind for folder in folders for kind in ("encoder", "decoder", "refiner")]
-    models += [tmp_path / "a_style" / "refiner", tmp_path / "b_style" / "refiner"]
+    models += [tmp_path / f"{name}_style" / "refiner" for name in "abcd"]
     run_ops, saver_ops = set(), set()
     for path in models:
         proto = safety.read_saved_model(str(path))
@@ -111,6 +124,7 @@ def test_every_exported_op_is_allowed(tmp_path, exported):
     assert run_ops == safety.ALLOWED_OPS
     assert saver_ops - safety.ALLOWED_OPS == safety.SAVER_OPS
     assert "Cast" in run_ops  # the mixed-precision exports were among them
+    assert "ResizeBilinear" in run_ops  # and the spatial decoders
     # The file-touching checkpoint ops are allowed to the saver only, which the loader never runs.
     assert {"SaveV2", "RestoreV2", "MergeV2Checkpoints"} <= safety.SAVER_OPS - safety.ALLOWED_OPS
 
@@ -325,3 +339,63 @@ def test_check_needs_no_model_code(tmp_path, exported):
     assert sorted(modules.split()) == ["vae", "vae.cli", "vae.safety"]
     tensorflow, check = map(float, seconds.split())
     print(f"op check of three models: {check * 1000:.0f} ms (importing TensorFlow: {tensorflow:.1f} s)")
+
+
+def test_spatial_model_with_a_foreign_op_is_refused(tmp_path, spatial):
+    """A spatial export whose decoder also writes a file: refused by name before it loads, by
+    the check and by a script; nothing written, nothing rendered."""
+    import tensorflow as tf
+    marker = tmp_path / "PWNED"
+    models = tmp_path / "models"
+    shutil.copytree(spatial["models"], models)
+
+    def write(out):
+        tf.io.write_file(str(marker), "written by a shared model")
+        return out
+
+    replace_model(models, "decoder", write)
+    before = (models / "embeddings.json").read_bytes()
+    with pytest.raises(UserError) as refused:
+        safety.check_ops({kind: str(models / kind) for kind in ("encoder", "decoder", "refiner")})
+    assert str(models / "decoder") in str(refused.value) and "WriteFile" in str(refused.value)
+    result = run_script("evaluate_embeddings.py", "--data", spatial["data"], "--models", models, check=False)
+    assert_one_line_error(result, str(models / "decoder"), "WriteFile", "--unsafe-models")
+    assert not marker.exists()
+    assert (models / "embeddings.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"downsample": 4}, "expected float32 [1,9,16,16]"),  # the models halve three times, not twice
+    ({"downsample": 6}, "power of two"),
+    ({"downsample": None}, "downsample"),
+    ({"latent": "pixels"}, "latent"),
+    ({"latent": None}, "[N,16]"),  # said to be global: the declared maps are refused
+])
+def test_bad_spatial_model_json(tmp_path, spatial, change, fragment):
+    from vae import export
+    models = tmp_path / "models"
+    shutil.copytree(spatial["models"], models)
+    meta = json.loads((models / "model.json").read_text())
+    meta.update(change)
+    (models / "model.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+    with pytest.raises(UserError) as e:
+        export.Models(str(models))
+    assert fragment in str(e.value) and str(models) in str(e.value)
+
+
+def test_global_models_said_to_be_spatial_are_refused(tmp_path, exported):
+    from vae import export
+    models = copy_models(exported, tmp_path / "models")
+    meta = json.loads((models / "model.json").read_text())
+    (models / "model.json").write_text(json.dumps({**meta, "latent": "spatial", "downsample": 8}))
+    with pytest.raises(UserError) as e:
+        export.Models(str(models))
+    assert str(models / "encoder") in str(e.value) and "expected float32 [N,?,?,32]" in str(e.value)
+
+
+def test_spatial_embeddings_have_the_channel_count(tmp_path):
+    path = tmp_path / "embeddings.json"
+    path.write_text(json.dumps(embeddings(codes=16)))
+    safety.check_embeddings(str(path), 16)
+    with pytest.raises(UserError, match="16 codes but the models use 32"):
+        safety.check_embeddings(str(path), 32)

@@ -18,6 +18,8 @@ from vae.cli import UserError
 
 FILTERS = (64, 64, 128, 128, 192, 256)
 KERNELS = (7, 5, 5, 3, 3, 3)
+LATENTS = ("global", "spatial")
+DOWNSAMPLE = 8
 
 
 def setting(default, help, *, architecture=False, low=None, choices=None, option=True, metavar=None):
@@ -42,11 +44,36 @@ class VAEConfig:
     """Everything that builds the VAE; saved as LOGDIR/config.json, which export_graphs.py rebuilds it from."""
     width: int = fixed()
     height: int = fixed()
-    codes: int = setting(512, "latent codes", architecture=True, low=1)
+    latent: str = setting("global", "global: one code of --codes numbers per tile (the original); spatial: a map "
+                                    "of --codes channels at 1/--downsample of the tile's size, fully convolutional "
+                                    "(runs at any size)", architecture=True, choices=LATENTS)
+    downsample: int = setting(DOWNSAMPLE, "spatial only: the code map's size is the tile's divided by this, a "
+                                          "power of two", architecture=True, low=2)
+    codes: int = setting(512, "latent codes: numbers per tile (global), channels of the map (spatial) "
+                              "(default: 512 global, 16 spatial)", architecture=True, low=1)
     kl_weight: float = setting(1.0, "weight of the KL term; small tiles have few pixels to outweigh it, so try "
                                     "(W*H)/(320*180) there if every reconstruction looks alike", low=0)
     filters: tuple = fixed(FILTERS)
     kernels: tuple = fixed(KERNELS)
+
+    def __post_init__(self):
+        if self.latent not in LATENTS:
+            raise UserError(f"latent must be one of {', '.join(LATENTS)}, not {self.latent!r}")
+        if not is_power_of_two(self.downsample) or self.downsample < 2:
+            raise UserError(f"downsample must be a power of two of at least 2, not {self.downsample}")
+
+
+def is_power_of_two(n):
+    return type(n) is int and n > 0 and n & (n - 1) == 0
+
+
+def spatial_layers(downsample):
+    """Filters and kernels of a spatial VAE's log2(downsample) strided convolutions (and, in
+    reverse, of its decoder): chosen by measurement (see vae/model.py)."""
+    depth = downsample.bit_length() - 1
+    filters = tuple(min(32 * 2 ** i, 128) for i in range(depth))
+    kernels = (5,) + (3,) * (depth - 1)
+    return filters, kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +88,7 @@ class RefinerConfig:
     away_weight: float = setting(0.001, "weight of the push away from the VAE output", low=0)
     away_margin: float = setting(0.01, "distance at which the push away is half its weight (keeps it finite)",
                                  low=0)
+    latent: str = fixed("global")  # the VAE's kind (model.json): a spatial VAE's refiner runs at any size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +150,8 @@ class Kind:
         for field in self.settings():
             if option_name(field) in parser._option_string_actions:
                 continue  # a kind sharing a setting of another on one command line (train_refiner.py)
-            default = f" (default: {field.default})" if field.default not in ((), None) else ""
+            shown = field.default not in ((), None) and "(default" not in field.metadata["help"]
+            default = f" (default: {field.default})" if shown else ""
             repeated = dict(action="append") if field.type is tuple else dict(type=field.type)
             parser.add_argument(option_name(field), default=None, choices=field.metadata["choices"],
                                 metavar=field.metadata["metavar"], help=field.metadata["help"] + default,
@@ -180,9 +209,32 @@ class VAE(Kind):
     spec = "vae.model:Spec"
     exports = ("encoder", "decoder")
 
+    def configure(self, args, config):
+        """A new spatial run starts from the spatial defaults (16 channels, the layers for its
+        downsample factor) before the options given apply."""
+        latent, downsample = getattr(args, "latent", None), getattr(args, "downsample", None)
+        if downsample is not None and not is_power_of_two(downsample):
+            raise UserError(f"--downsample {downsample}: must be a power of two of at least 2 (2, 4, 8, 16, ...)")
+        if latent == "spatial" and config.latent != "spatial":
+            filters, kernels = spatial_layers(downsample or config.downsample)
+            config = dataclasses.replace(config, latent="spatial", codes=16, filters=filters, kernels=kernels)
+        config = super().configure(args, config)
+        if downsample is not None and config.latent != "spatial":
+            raise UserError("--downsample is for --latent spatial only")
+        return config
+
+
+class AgainstModels(Kind):
+    """A kind trained against an exported VAE (--models): it takes the VAE's kind of code from
+    model.json, since a spatial VAE's refiner runs at any size."""
+
+    def configure(self, args, config):
+        meta, _ = safety.read_models_folder(args.models)
+        return super().configure(args, dataclasses.replace(config, latent=meta.get("latent", "global")))
+
 
 @register
-class Refiner(Kind):
+class Refiner(AgainstModels):
     name = "refiner"
     config_class = RefinerConfig
     spec = "vae.refiner:Spec"
@@ -190,15 +242,11 @@ class Refiner(Kind):
 
 
 @register
-class StyleRefiner(Kind):
+class StyleRefiner(AgainstModels):
     name = "style_refiner"
     config_class = StyleRefinerConfig
     spec = "vae.style:Spec"
     exports = ("refiner",)
-
-    def configure(self, args, config):
-        meta, _ = safety.read_models_folder(args.models)
-        return super().configure(args, dataclasses.replace(config, latent=meta.get("latent", "global")))
 
 
 def config_path(logdir):
@@ -228,7 +276,10 @@ def config_from_json(config_class, stored, path):
                if f.name not in values and f.default is dataclasses.MISSING]
     if missing:
         raise UserError(f"{path}: {', '.join(missing)} missing")
-    return config_class(**values)
+    try:
+        return config_class(**values)
+    except UserError as e:  # a value of the right type out of its range
+        raise UserError(f"{path}: {e}") from None
 
 
 def _read(logdir):

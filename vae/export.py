@@ -80,7 +80,11 @@ def update_model_json(folder, **fields):
 
 
 class Models:
-    """An export folder loaded: encode, decode and refine as batched TensorFlow calls."""
+    """An export folder loaded: encode, decode and refine as batched TensorFlow calls.
+
+    `latent` is "global" (tile-size images, codes [N,codes]) or "spatial" (images of any size,
+    codes [N,h,w,codes] at 1/`downsample` of it, rounded up); `downsample` is None for global.
+    """
 
     def __init__(self, folder, need_refiner=False, unsafe=False, found=None):
         """`found`: what safety.read_models_folder returned for this folder, when a script
@@ -88,22 +92,30 @@ class Models:
         self.meta, paths = found or safety.read_models_folder(folder, need_refiner)
         self.folder = folder
         self.width, self.height, self.codes = self.meta["width"], self.meta["height"], self.meta["codes"]
+        self.latent = self.meta.get("latent", "global")
+        self.downsample = self.meta["downsample"] if self.latent == "spatial" else None
         safety.check_ops(paths, unsafe)  # a shared folder is data: nothing in it runs before this
         # kept: the signatures need the loaded objects alive
         self._loaded = {kind: tf.saved_model.load(path) for kind, path in paths.items()}
-        self._fn = safety.serving_functions(folder, self._loaded, self.width, self.height, self.codes)
+        self._fn = safety.serving_functions(folder, self._loaded, self.width, self.height, self.codes,
+                                            self.downsample)
         self.has_refiner = "refiner" in self._fn
 
     def encode(self, images):
         out = self._fn["encoder"](images=images)
         return out["mean"], out["log_var"]
 
-    def decode(self, z):
-        return self._fn["decoder"](z=z)["images"]
+    def decode(self, z, size=None):
+        """Images of the codes; a spatial model's are h*d x w*d, or cut to `size` (width,
+        height) at the bottom and right: the size of the images that were encoded."""
+        images = self._fn["decoder"](z=z)["images"]
+        if size is not None and self.latent == "spatial":
+            images = images[:, :size[1], :size[0]]
+        return images
 
     def refine(self, images):
         return self._fn["refiner"](images=images)["images"] if self.has_refiner else images
 
-    def render(self, z):
-        """Decode, then refine when a refiner was exported."""
-        return self.refine(self.decode(z))
+    def render(self, z, size=None):
+        """Decode (cut to `size`, as decode), then refine when a refiner was exported."""
+        return self.refine(self.decode(z, size))

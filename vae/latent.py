@@ -27,13 +27,18 @@ def shift_vector(source_mean, style_mean, alpha, beta):
 def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000, samples_per_source=16):
     """Per source: count, mean code, mean Lab colour. With keep_codes, in the same pass: every
     code (for projections), the first `keep_tiles` tiles (for the projector's sprite) and the
-    first `samples_per_source` tiles of each source (for the report's pictures)."""
+    first `samples_per_source` tiles of each source (for the report's pictures).
+
+    A spatial model's code of a tile is its map's mean over positions, one number per channel:
+    the source means (over tiles and positions) and the projections are of those."""
     sums, counts, labs, kinds = {}, {}, {}, {}
     kept = {"codes": [], "sources": [], "tiles": [], "samples": {}}
     with progress(desc="encoding tiles", unit="tile") as bar:
         for batch in records.iterate(files, size):
             mean, _ = models.encode(batch["image"])
             mean = mean.numpy()
+            if mean.ndim == 4:  # [N,h,w,channels]: every position weighs the same
+                mean = mean.mean((1, 2), dtype=np.float64).astype(np.float32)
             for source in np.unique(batch["source"]):
                 mask = batch["source"] == source
                 name = source.decode()

@@ -3,8 +3,10 @@ TensorFlow, is vae/configs.py's).
 
 A residual network that makes the blurry VAE output look more like the input: down by a
 strided convolution, residual blocks at half resolution, a transposed convolution back to
-exactly the tile size, a skip connection from a full-resolution feature map, and a final
-convolution to an RGB correction added to the input and clipped to 0..1.
+exactly the input's size, a skip connection from a full-resolution feature map, and a final
+convolution to an RGB correction added to the input and clipped to 0..1. Its weights do not
+depend on the size: against a spatial VAE it is built for any size (export.Models says which
+kind the VAE is, from its model.json), against a global one for the tile size, as it always was.
 """
 import keras
 import tensorflow as tf
@@ -12,7 +14,6 @@ from keras import layers, ops
 
 from vae import configs, export, training
 from vae.cli import UserError
-from vae.model import crop_to
 
 RefinerConfig = configs.RefinerConfig  # here too, beside build_refiner, for its callers
 
@@ -24,16 +25,43 @@ def residual_block(x, filters, name):
     return layers.ELU()(layers.Add()([x, y]))
 
 
-def build_refiner(config):
+class CropLike(layers.Layer):
+    """Cut the bottom and right of a map to the height and width of another, of any size (an
+    odd side comes back from the stride-2 round trip one longer)."""
+
+    def call(self, inputs):
+        x, like = inputs
+        # A known size is cut as a number (the graph a tile-size refiner always had), an open one
+        # as a tensor.
+        height, width = (tf.shape(like)[i] if like.shape[i] is None else like.shape[i] for i in (1, 2))
+        return x[:, :height, :width]
+
+    def compute_output_shape(self, shapes):
+        x, like = shapes
+        return (x[0], like[1], like[2], x[3])
+
+
+def crop_like(x, like):
+    """x cut to like's size; no layer when the sizes are known equal, so that the layers (and
+    with them the checkpoints) of a refiner for a tile size are those it always had."""
+    known = like.shape[1:3]
+    if None not in known and tuple(x.shape[1:3]) == tuple(known):
+        return x
+    return CropLike()([x, like])
+
+
+def build_refiner(config, any_size=False):
+    """The refiner for the tile size, or with `any_size` for inputs of any height and width."""
     filters = config.filters
-    images = keras.Input((config.height, config.width, 3), name="images")
+    shape = (None, None, 3) if any_size else (config.height, config.width, 3)
+    images = keras.Input(shape, name="images")
     full = layers.ELU()(layers.Conv2D(filters, 3, padding="same", name="full_res")(images))
     x = layers.ELU()(layers.Conv2D(filters * 2, 3, strides=2, padding="same", name="down")(full))
     for i in range(config.blocks):
         x = residual_block(x, filters * 2, f"block{i}")
     # A kernel divisible by the stride avoids the checkerboard of uneven overlaps.
     x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", name="up")(x)
-    x = layers.ELU()(crop_to(x, (config.width, config.height)))
+    x = layers.ELU()(crop_like(x, full))
     x = layers.Concatenate()([x, full])  # the skip connection keeps full-resolution detail
     x = layers.ELU()(layers.Conv2D(filters, 3, padding="same", name="merge")(x))
     correction = layers.Conv2D(3, 3, padding="same", name="to_rgb", dtype="float32")(x)
@@ -53,7 +81,7 @@ class Spec(configs.Refiner, training.Spec):
     tracked = ("loss", "tile_loss", "away_loss", "identity_loss")
 
     def networks(self, config):
-        return {"model": build_refiner(config)}
+        return {"model": build_refiner(config, any_size=config.latent == "spatial")}
 
     def build(self, config, args):
         self.vae = export.Models(args.models, unsafe=args.unsafe_models)
@@ -65,7 +93,7 @@ class Spec(configs.Refiner, training.Spec):
 
     def vae_output(self, tiles):
         mean, _ = self.vae.encode(tiles)
-        return tf.stop_gradient(self.vae.decode(mean))
+        return tf.stop_gradient(self.vae.decode(mean, size=(tiles.shape[2], tiles.shape[1])))
 
     def losses(self, net, tiles, config, state):
         blurry = self.vae_output(tiles)
@@ -82,10 +110,12 @@ class Spec(configs.Refiner, training.Spec):
         return [samples, blurry, models["model"](blurry, training=False)]
 
     def describe(self, config, args):
-        return f"the refiner against {args.models}, {config.identity_steps} identity steps first,"
+        kind = ", any size" if config.latent == "spatial" else ""
+        return f"the refiner against {args.models}{kind}, {config.identity_steps} identity steps first,"
 
     def saved_models(self, networks, config):
-        return {"refiner": (networks["model"], (config.height, config.width, 3))}
+        shape = (None, None, 3) if config.latent == "spatial" else (config.height, config.width, 3)
+        return {"refiner": (networks["model"], shape)}
 
     def model_json(self, config, step, logdir):
         return {"refiner_step": step, "refiner_style": None}  # a style refiner exported before is replaced

@@ -49,9 +49,13 @@ def psnr(a, b):
 
 
 def write_report(folder, models, sources, samples, codes, style=None):
-    """samples: {source: float tiles [N,H,W,3]}; codes: {'codes': [M,C], 'sources': [M]}."""
+    """samples: {source: float tiles [N,H,W,3]}; codes: {'codes': [M,C], 'sources': [M]} (for a
+    spatial model each tile's map averaged over its positions). A spatial model's codes are maps,
+    its shifts and noise per channel, broadcast over the positions; its pictures are cut to the tile."""
     os.makedirs(folder, exist_ok=True)
     names = sorted(samples)
+    tile_h, tile_w = samples[names[0]].shape[1:3]
+    size = (tile_w, tile_h)
     written = []
 
     # Reconstructions: input above output, per source.
@@ -59,7 +63,7 @@ def write_report(folder, models, sources, samples, codes, style=None):
     for name in names:
         tiles = samples[name][:6]
         mean, _ = models.encode(tiles)
-        decoded = models.decode(mean).numpy()
+        decoded = models.decode(mean, size).numpy()
         rows += [tiles, decoded]
         labels += [f"{name}\ninput", f"{name}\nVAE"]
         if models.has_refiner:
@@ -70,13 +74,16 @@ def write_report(folder, models, sources, samples, codes, style=None):
 
     # Salted codes: each source's tiles encoded, Gaussian noise of growing size added, decoded.
     spread = codes["codes"].std(0)
+    if models.latent == "spatial":  # the spread of single positions, wider than that of tile means
+        maps = np.concatenate([models.encode(samples[name])[0].numpy() for name in names])
+        spread = maps.reshape(-1, maps.shape[-1]).std(0)
     rng = np.random.default_rng(0)
     rows, labels = [], []
     for name in names:
         mean, _ = models.encode(samples[name][:6])
         for sigma in NOISE:
             salted = mean.numpy() + sigma * spread * rng.standard_normal(mean.shape).astype(np.float32)
-            rows.append(models.render(salted).numpy())
+            rows.append(models.render(salted, size).numpy())
             labels.append(f"{name}\nnoise {sigma}σ")
     save(grid_figure(rows, labels, title="decoded codes plus Gaussian noise (σ: spread of the codes)"),
          os.path.join(folder, "salted.png"))
@@ -90,9 +97,8 @@ def write_report(folder, models, sources, samples, codes, style=None):
             continue
         mean, _ = models.encode(samples[name][:4])
         for i in range(len(mean)):
-            rows.append([models.render(mean[i:i + 1] + latent.shift_vector(sources[name]["mean"],
-                                                                            sources[style]["mean"], a, b)).numpy()[0]
-                         for a, b in SWEEP])
+            shifts = [latent.shift_vector(sources[name]["mean"], sources[style]["mean"], a, b) for a, b in SWEEP]
+            rows.append([models.render(mean[i:i + 1] + shift, size).numpy()[0] for shift in shifts])
             labels.append(f"{name} #{i}")
     if rows:
         save(grid_figure(rows, labels, [f"α={a} β={b}" for a, b in SWEEP], title=f"shift toward {style!r}"),
@@ -110,8 +116,8 @@ def write_report(folder, models, sources, samples, codes, style=None):
             row = []
             for w in mixes:
                 style_mean = latent.mix_styles(sources, [f"{painted[0]}:{w}", f"{painted[1]}:{1 - w}"])[1]
-                row.append(models.render(mean[i:i + 1] + latent.shift_vector(sources[filmed[0]]["mean"], style_mean,
-                                                                             *MIX_SHIFT)).numpy()[0])
+                shift = latent.shift_vector(sources[filmed[0]]["mean"], style_mean, *MIX_SHIFT)
+                row.append(models.render(mean[i:i + 1] + shift, size).numpy()[0])
             rows.append(row)
         save(grid_figure(rows, [f"{filmed[0]} #{i}" for i in range(len(rows))],
                          [f"{painted[0]} {w:.2f}\n{painted[1]} {1 - w:.2f}" for w in mixes],
@@ -133,7 +139,8 @@ def write_report(folder, models, sources, samples, codes, style=None):
         ax.scatter([centre[0]], [centre[1]], s=120, marker="X", edgecolors="black")
     ax.set_xlabel("first principal component")
     ax.set_ylabel("second principal component")
-    ax.set_title("latent codes (encoder mean), X: source mean")
+    per_tile = ", per tile the mean over positions" if models.latent == "spatial" else ""
+    ax.set_title(f"latent codes (encoder mean{per_tile}), X: source mean")
     ax.legend(fontsize=8)
     save(fig, os.path.join(folder, "projection.png"))
     written.append("projection.png")
@@ -142,7 +149,7 @@ def write_report(folder, models, sources, samples, codes, style=None):
     table = []
     for name in names:
         mean, _ = models.encode(samples[name])
-        value = float(np.mean(psnr(samples[name], models.render(mean).numpy())))
+        value = float(np.mean(psnr(samples[name], models.render(mean, size).numpy())))
         distances = {other: float(np.linalg.norm(np.subtract(sources[name]["mean"], sources[other]["mean"])))
                      for other in names if other != name}
         table.append((name, sources[name]["count"], value, distances))

@@ -16,13 +16,13 @@ from vae.cli import UserError, warn
 
 # Every op export_graphs.py writes into the functions that tf.saved_model.load can call: the
 # Keras layers (convolutions, transposed convolutions, dense, batch norm at inference, ELU,
-# sigmoid, the refiner's clip, the style refiner's nearest-neighbour upsampling: ExpandDims and Tile),
-# mixed-precision casts, and variable reads. tests/test_safety.py
-# exports every kind of model and asserts that this is exactly the set they use.
+# sigmoid, the refiner's clip, the spatial decoder's and the style refiner's bilinear upsampling),
+# mixed-precision casts, and variable reads. tests/test_safety.py exports every kind of model and
+# asserts that this is exactly the set they use.
 ALLOWED_OPS = frozenset({
-    "AddV2", "BiasAdd", "Cast", "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "Elu", "ExpandDims",
-    "Identity", "MatMul", "Maximum", "Minimum", "Mul", "NoOp", "Pack", "ReadVariableOp", "Reshape", "Rsqrt",
-    "Shape", "Sigmoid", "Squeeze", "StatefulPartitionedCall", "StridedSlice", "Sub", "Tile",
+    "AddV2", "BiasAdd", "Cast", "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "Elu", "Identity",
+    "MatMul", "Maximum", "Minimum", "Mul", "NoOp", "Pack", "ReadVariableOp", "Reshape", "ResizeBilinear", "Rsqrt",
+    "Shape", "Sigmoid", "Squeeze", "StatefulPartitionedCall", "StridedSlice", "Sub",
 })
 # The saver that tf.saved_model.save adds: the graph's own nodes (variable handles, placeholders)
 # and the functions reachable only from them, which write and read checkpoints. tf.saved_model.load
@@ -40,6 +40,7 @@ SIGNATURES = {
     "refiner": ("images", ("images",)),
 }
 MAX_SIDE, MAX_CODES = 8192, 65536  # far beyond any real model; keeps the load-time probe small
+MAX_DOWNSAMPLE = 1024
 
 
 def read_saved_model(path):
@@ -172,6 +173,14 @@ def read_model_json(path):
     style = meta.get("refiner_style", [])
     if not isinstance(style, list) or not all(isinstance(s, str) for s in style):
         raise UserError(f"{path}: refiner_style must be a list of --style texts, not {style!r}")
+    latent = meta.get("latent", "global")  # older exports say nothing: global
+    if latent not in ("global", "spatial"):
+        raise UserError(f"{path}: latent must be \"global\" or \"spatial\", not {latent!r}")
+    if latent == "spatial":
+        d = meta.get("downsample")
+        if not (_count(d, 2, MAX_DOWNSAMPLE) and d & (d - 1) == 0):
+            raise UserError(f"{path}: a spatial model needs a downsample that is a power of two from 2 to "
+                            f"{MAX_DOWNSAMPLE}, not {d!r}")
     return meta
 
 
@@ -194,7 +203,7 @@ def read_models_folder(folder, need_refiner=False):
 
 def check_embeddings(path, codes):
     """The sources of embeddings.json, checked to be as evaluate_embeddings.py writes them, with
-    finite means of `codes` numbers."""
+    finite means of `codes` numbers (a spatial model's channel count: its means are per channel)."""
     data = _strict_json(path)
     sources = data.get("sources") if isinstance(data, dict) else None
     if not isinstance(sources, dict) or not sources:
@@ -216,13 +225,34 @@ def check_embeddings(path, codes):
 
 
 def _shape(shape):
-    return "[" + ",".join("N" if d is None else str(d) for d in shape) + "]"
+    """[N,36,64,3]: N the open batch size, ? an open height or width (a spatial model's)."""
+    return "[" + ",".join(("N" if i == 0 else "?") if d is None else str(d) for i, d in enumerate(shape)) + "]"
 
 
-def serving_functions(folder, loaded, width, height, codes):
+def _probes(width, height, codes, downsample):
+    """{kind: [(input, {output name: expected shape})]}: what each model is called with at load
+    and must answer. A global model: one tile. A spatial one (`downsample` d): one tile, and one
+    input of another size, not a multiple of d for the encoder and refiner."""
+    import tensorflow as tf
+    if downsample is None:
+        return {"encoder": [(tf.fill([1, height, width, 3], 0.5), {"mean": [1, codes], "log_var": [1, codes]})],
+                "decoder": [(tf.zeros([1, codes]), {"images": [1, height, width, 3]})],
+                "refiner": [(tf.fill([1, height, width, 3], 0.5), {"images": [1, height, width, 3]})]}
+    d = downsample
+    probes = {"encoder": [], "decoder": [], "refiner": []}
+    for h, w in ((height, width), (2 * d + 3, 3 * d + 1)):
+        ch, cw = -(-h // d), -(-w // d)
+        image = tf.fill([1, h, w, 3], 0.5)
+        probes["encoder"].append((image, {"mean": [1, ch, cw, codes], "log_var": [1, ch, cw, codes]}))
+        probes["decoder"].append((tf.zeros([1, ch, cw, codes]), {"images": [1, ch * d, cw * d, 3]}))
+        probes["refiner"].append((image, {"images": [1, h, w, 3]}))
+    return probes
+
+
+def serving_functions(folder, loaded, width, height, codes, downsample=None):
     """{kind: its `serving_default`} of the loaded models (kind: object), each checked against
     the contract and model.json: names, dtypes, ranks, sizes as declared, and as answered for
-    one tile."""
+    one tile (and for a spatial model, whose `downsample` is given, at one other size too)."""
     import tensorflow as tf
     functions = {}
     for kind, obj in loaded.items():
@@ -230,8 +260,14 @@ def serving_functions(folder, loaded, width, height, codes):
         if "serving_default" not in signatures:
             raise UserError(f"{os.path.join(folder, kind)}: no serving_default signature (see export_graphs.py)")
         functions[kind] = signatures["serving_default"]
-    expected = {"images": [None, height, width, 3], "z": [None, codes], "mean": [None, codes],
-                "log_var": [None, codes]}
+    if downsample is None:
+        expected = {"images": [None, height, width, 3], "z": [None, codes], "mean": [None, codes],
+                    "log_var": [None, codes]}
+        described = f"{width}x{height} tiles and {codes} codes (model.json)"
+    else:  # any size: a code map of `codes` channels at 1/downsample
+        expected = {"images": [None, None, None, 3], "z": [None, None, None, codes],
+                    "mean": [None, None, None, codes], "log_var": [None, None, None, codes]}
+        described = f"a spatial model of {codes} channels at 1/{downsample} (model.json)"
     for kind, fn in functions.items():
         path = os.path.join(folder, kind)
         input_name, output_names = SIGNATURES[kind]
@@ -251,23 +287,22 @@ def serving_functions(folder, loaded, width, height, codes):
                     or any(d is not None and w is not None and d != w for d, w in zip(dims, want)):
                 got = _shape(dims) if dims is not None else "of unknown rank"
                 raise UserError(f"{path}: {name} is {spec.dtype.name} {got}; expected float32 "
-                                f"{_shape(want)} for {width}x{height} tiles and {codes} codes (model.json)")
-    # Declared shapes may leave sizes open: call each model once to see what it answers.
-    probe = {"encoder": tf.fill([1, height, width, 3], 0.5), "decoder": tf.zeros([1, codes]),
-             "refiner": tf.fill([1, height, width, 3], 0.5)}
+                                f"{_shape(want)} for {described}")
+    # Declared shapes may leave sizes open: call each model to see what it answers.
+    probes = _probes(width, height, codes, downsample)
     for kind, fn in functions.items():
-        input_name, output_names = SIGNATURES[kind]
-        try:
-            answer = fn(**{input_name: probe[kind]})
-        except (tf.errors.OpError, TypeError, ValueError) as e:
-            message = getattr(e, "message", str(e)).strip().splitlines()[0]
-            raise UserError(f"{os.path.join(folder, kind)}: fails on one {_shape(probe[kind].shape)} input: "
-                            f"{message}") from e
-        for name in output_names:
-            want = [1] + expected[name][1:]
-            got = answer[name]
-            if got.dtype != tf.float32 or got.shape.as_list() != want:
-                raise UserError(f"{os.path.join(folder, kind)}: answers {input_name} {_shape(probe[kind].shape)} "
-                                f"with {name} {got.dtype.name} {_shape(got.shape)}; expected float32 {_shape(want)} "
-                                f"for {width}x{height} tiles and {codes} codes (model.json)")
+        input_name, _ = SIGNATURES[kind]
+        for probe, wanted in probes[kind]:
+            try:
+                answer = fn(**{input_name: probe})
+            except (tf.errors.OpError, TypeError, ValueError) as e:
+                message = getattr(e, "message", str(e)).strip().splitlines()[0]
+                raise UserError(f"{os.path.join(folder, kind)}: fails on one {_shape(probe.shape)} input: "
+                                f"{message}") from e
+            for name, want in wanted.items():
+                got = answer[name]
+                if got.dtype != tf.float32 or got.shape.as_list() != want:
+                    raise UserError(f"{os.path.join(folder, kind)}: answers {input_name} {_shape(probe.shape)} "
+                                    f"with {name} {got.dtype.name} {_shape(got.shape)}; expected float32 "
+                                    f"{_shape(want)} for {described}")
     return functions

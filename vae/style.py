@@ -26,22 +26,15 @@ from keras import layers, ops
 
 from vae import configs, export, latent, records, training
 from vae.cli import UserError
-from vae.refiner import residual_block
+from vae.model import Upsample2x
+from vae.refiner import crop_like, residual_block
 
 StyleRefinerConfig = configs.StyleRefinerConfig
 
 
-class CropLike(layers.Layer):
-    """Cut the bottom and right of an upsampled map to the size of another (sizes known only at
-    run time: an odd size halved and doubled is one more)."""
-
-    def call(self, x, like):
-        return x[:, :ops.shape(like)[1], :ops.shape(like)[2]]
-
-
 def upsampled_like(x, like, filters, name):
-    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
-    x = CropLike(name=f"{name}_crop")(x, like)
+    x = Upsample2x(name=f"{name}_resize")(x)
+    x = crop_like(x, like)
     return layers.ELU()(layers.Conv2D(filters, 3, padding="same", name=name)(x))
 
 
@@ -135,7 +128,8 @@ class Spec(configs.StyleRefiner, training.Spec):
     def shifted_render(self, tiles, beta, alpha):
         z, _ = self.vae.encode(tiles)
         beta = tf.reshape(beta, [-1] + [1] * (len(z.shape) - 1))
-        return tf.stop_gradient(self.vae.decode(z - alpha * self.video_mean + beta * self.style_mean))
+        shifted = z - alpha * self.video_mean + beta * self.style_mean
+        return tf.stop_gradient(self.vae.decode(shifted, size=(tiles.shape[2], tiles.shape[1])))
 
     def crop(self, images, seed, config):
         """The same random square-ish crop of 3/4 of each side for real and fake, and a flip."""

@@ -1,0 +1,225 @@
+"""Spatial codes (train_vae.py --latent spatial): a code map, fully convolutional models that run
+at any size, and everything downstream of them (export, safety, evaluation, reports)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import (ROOT, assert_error_before_tensorflow, assert_one_line_error, decode, event_images, event_scalars,
+                      loaded_models, run_script)
+from vae import configs, records
+from vae.cli import UserError
+
+D, CHANNELS = 8, 16  # the defaults with --latent spatial
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+@pytest.mark.parametrize("size", [(64, 36), (128, 72), (77, 45)])
+def test_shapes_at_any_size(size):
+    """One spatial VAE and refiner, built once, at tile sizes that are and are not multiples of d."""
+    from vae import model, refiner
+    width, height = size
+    filters, kernels = configs.spatial_layers(D)
+    vae = model.build_vae(configs.VAEConfig(64, 36, codes=CHANNELS, latent="spatial", filters=filters,
+                                            kernels=kernels))
+    x = np.random.default_rng(0).random((2, height, width, 3), np.float32)
+    mean, log_var = vae.encoder(x)
+    code = (2, ceil_div(height, D), ceil_div(width, D), CHANNELS)
+    assert mean.shape == code and log_var.shape == code
+    out = np.asarray(vae.decoder(mean))
+    assert out.shape == (2, code[1] * D, code[2] * D, 3) and out.min() >= 0 and out.max() <= 1
+    assert vae.reconstruct(x).shape == x.shape  # cut back to the tile
+    net = refiner.build_refiner(configs.RefinerConfig(64, 36, filters=4, blocks=1), any_size=True)
+    assert np.asarray(net(x)).shape == x.shape
+    assert not [layer for layer in vae.encoder.layers + vae.decoder.layers
+                if type(layer).__name__ in ("Dense", "Conv2DTranspose")]
+
+
+def test_config_kinds(tmp_path):
+    """config.json records the kind; one without it (older runs) is global; nonsense is refused."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": "vae", "width": 64, "height": 36, "codes": 8}))
+    old = configs.load_config(str(tmp_path), configs.VAE())
+    assert (old.latent, old.filters) == ("global", configs.FILTERS)
+    path.write_text(json.dumps({"model": "vae", "width": 64, "height": 36, "codes": 16, "latent": "spatial",
+                                "downsample": 4, "filters": [8, 16], "kernels": [5, 3]}))
+    new = configs.load_config(str(tmp_path), configs.VAE())
+    assert (new.latent, new.downsample, new.filters) == ("spatial", 4, (8, 16))
+    for bad, fragment in (({"latent": "pixels"}, "latent"), ({"latent": 3}, "latent"), ({"downsample": 6}, "downsample")):
+        path.write_text(json.dumps({"model": "vae", "width": 64, "height": 36, **bad}))
+        with pytest.raises(UserError) as e:
+            configs.load_config(str(tmp_path), configs.VAE())
+        assert fragment in str(e.value) and str(path) in str(e.value)
+
+
+def test_spatial_training(spatial):
+    config = json.loads((spatial["vae"] / "config.json").read_text())
+    filters, kernels = configs.spatial_layers(D)
+    assert (config["latent"], config["downsample"], config["codes"]) == ("spatial", D, CHANNELS)
+    assert (tuple(config["filters"]), tuple(config["kernels"])) == (filters, kernels)
+    scalars = event_scalars(spatial["vae"])
+    assert [s for s, _ in scalars["loss"]] == list(range(5, 61, 5))
+    losses = [v for _, v in scalars["loss"]]
+    assert np.mean(losses[-2:]) < 0.5 * losses[0], losses
+    for (_, total), (_, rec), (_, kl) in zip(scalars["loss"], scalars["reconstruction_loss"], scalars["kl_loss"]):
+        assert total == pytest.approx(rec + kl, rel=1e-4)
+    assert event_images(spatial["vae"])["preview"] == [20, 40, 60]
+    preview = cv2.imread(str(spatial["vae"] / "previews" / "step_00000060.png"))
+    assert preview is not None and preview.std() > 10
+    refiner = json.loads((spatial["refiner"] / "config.json").read_text())
+    assert refiner["latent"] == "spatial"
+    meta = json.loads((spatial["models"] / "model.json").read_text())
+    assert {k: meta[k] for k in ("width", "height", "codes", "latent", "downsample", "vae_step", "refiner_step")} == \
+        {"width": 64, "height": 36, "codes": CHANNELS, "latent": "spatial", "downsample": D, "vae_step": 60,
+         "refiner_step": 10}
+
+
+@pytest.mark.slow
+def test_spatial_resume(tmp_path, spatial):
+    """Stopped at 60, continued to 70: the step and Adam's state go on; the weights are the trained ones."""
+    import tensorflow as tf
+    logdir = tmp_path / "vae"
+    shutil.copytree(spatial["vae"], logdir)
+    before = dict(event_scalars(logdir)["loss"])
+    args = ["--data", spatial["data"], "--logdir", logdir, "--latent", "spatial", "--batch-size", 16, "--log-every", 1,
+            "--save-every", 100, "--preview-every", 100]
+    result = run_script("train_vae.py", *args, "--steps", 70)
+    assert "resumed" in result.stderr and "step 60" in result.stderr
+    reader = tf.train.load_checkpoint(str(logdir / "checkpoints"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 70
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 70
+    losses = dict(event_scalars(logdir)["loss"])
+    assert sorted(losses) == list(range(5, 61, 5)) + list(range(61, 71))
+    assert abs(losses[61] - before[60]) < 0.5 * (before[5] - before[60])
+
+
+def test_spatial_options_refused_before_tensorflow(tmp_path, spatial):
+    data = spatial["data"]
+    assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", tmp_path / "l", "--steps", 5,
+                                   "--latent", "spatial", "--downsample", 6, fragments=["--downsample 6", "power of two"])
+    assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", tmp_path / "l", "--steps", 5,
+                                   "--downsample", 4, fragments=["--latent spatial"])
+    # A spatial run resumed as another kind, or at another downsample, is refused by name.
+    assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", spatial["vae"], "--steps", 61,
+                                   fragments=["latent=spatial", "global"])
+    assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", spatial["vae"], "--steps", 61,
+                                   "--latent", "spatial", "--downsample", 4, fragments=["downsample=8"])
+    assert not (tmp_path / "l").exists()
+    assert "--latent" in run_script("train_vae.py", "--help").stdout
+
+
+LOAD_ALONE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    assert not any(m == "vae" or m.startswith("vae.") for m in sys.modules)
+    folder, inputs, out = sys.argv[1:4]
+    models = {k: tf.saved_model.load(f"{folder}/{k}").signatures["serving_default"] for k in ("encoder", "decoder", "refiner")}
+    answers = {}
+    for name, x in np.load(inputs).items():
+        codes = models["encoder"](images=tf.constant(x))
+        images = models["decoder"](z=codes["mean"])["images"]
+        refined = models["refiner"](images=tf.constant(x))["images"]
+        answers.update({f"{name}_mean": codes["mean"].numpy(), f"{name}_log_var": codes["log_var"].numpy(),
+                        f"{name}_decoded": images.numpy(), f"{name}_refined": refined.numpy()})
+    np.savez(out, **answers)
+""")
+
+
+def test_spatial_export_loads_without_project_code_at_any_size(tmp_path, spatial):
+    import tensorflow as tf
+    from vae import model, refiner
+    rng = np.random.default_rng(3)
+    inputs = {"tile": rng.random((3, 36, 64, 3), np.float32), "other": rng.random((2, 45, 77, 3), np.float32)}
+    np.savez(tmp_path / "in.npz", **inputs)
+    (tmp_path / "load.py").write_text(LOAD_ALONE)
+    subprocess.run([sys.executable, "-I", str(tmp_path / "load.py"), str(spatial["models"]), str(tmp_path / "in.npz"),
+                    str(tmp_path / "out.npz")], check=True, cwd=tmp_path, capture_output=True)
+    got = np.load(tmp_path / "out.npz")
+    for name, x in inputs.items():
+        n, h, w, _ = x.shape
+        code = (n, ceil_div(h, D), ceil_div(w, D), CHANNELS)
+        assert got[f"{name}_mean"].shape == code and got[f"{name}_log_var"].shape == code
+        assert got[f"{name}_decoded"].shape == (n, code[1] * D, code[2] * D, 3)
+        assert got[f"{name}_refined"].shape == x.shape
+    # The same checkpoints restored into freshly built models give the same numbers, at the other size.
+    vae_config = configs.load_config(str(spatial["vae"]), configs.VAE())
+    vae = model.build_vae(vae_config)
+    tf.train.Checkpoint(model=vae).restore(tf.train.latest_checkpoint(str(spatial["vae"] / "checkpoints"))).expect_partial()
+    net = refiner.build_refiner(configs.load_config(str(spatial["refiner"]), configs.Refiner()), any_size=True)
+    tf.train.Checkpoint(model=net).restore(tf.train.latest_checkpoint(str(spatial["refiner"] / "checkpoints"))).expect_partial()
+    mean, log_var = vae.encoder(inputs["other"], training=False)
+    np.testing.assert_allclose(got["other_mean"], mean, atol=1e-4)
+    np.testing.assert_allclose(got["other_log_var"], log_var, atol=1e-4)
+    np.testing.assert_allclose(got["other_decoded"], vae.decoder(mean, training=False), atol=1e-4)
+    np.testing.assert_allclose(got["other_refined"], net(inputs["other"], training=False), atol=1e-4)
+    assert got["other_decoded"].std() > 0.01
+
+
+def test_spatial_models_load_checked(spatial):
+    from vae import export
+    models = export.Models(str(spatial["models"]), need_refiner=True)
+    assert (models.latent, models.downsample, models.codes) == ("spatial", D, CHANNELS)
+    for h, w in ((36, 64), (90, 160), (45, 77)):
+        mean, _ = models.encode(np.full((1, h, w, 3), 0.5, np.float32))
+        assert mean.shape == (1, ceil_div(h, D), ceil_div(w, D), CHANNELS)
+        assert models.decode(mean).shape == (1, ceil_div(h, D) * D, ceil_div(w, D) * D, 3)
+        assert models.render(mean, size=(w, h)).shape == (1, h, w, 3)
+
+
+def test_spatial_evaluation(spatial):
+    """embeddings.json holds per-channel means over tiles and positions, as the encoder gives them."""
+    sources = json.loads((spatial["models"] / "embeddings.json").read_text())["sources"]
+    assert set(sources) == {"clip", "paintings"}
+    encoder = loaded_models(str(spatial["models"]))["encoder"].signatures["serving_default"]
+    files = records.find_files([spatial["data"]])
+    sums, counts = {}, {}
+    for batch in records.iterate(files, (64, 36)):
+        maps = encoder(images=batch["image"])["mean"].numpy()
+        assert maps.shape[1:] == (5, 8, CHANNELS)
+        for map_, source in zip(maps, batch["source"]):
+            sums[source.decode()] = sums.get(source.decode(), 0) + map_.mean((0, 1), dtype=np.float64)
+            counts[source.decode()] = counts.get(source.decode(), 0) + 1
+    for name, entry in sources.items():
+        assert entry["count"] == counts[name] and len(entry["mean"]) == CHANNELS
+        np.testing.assert_allclose(entry["mean"], sums[name] / counts[name], atol=1e-4)
+    assert "reconstruction PSNR" in spatial["stdout"]
+    for picture in ("reconstructions.png", "salted.png", "shift_sweep.png", "projection.png", "table.png"):
+        image = cv2.imread(str(spatial["report"] / picture))
+        assert image is not None and image.std() > 10, picture  # drawn, not blank
+
+
+def psnr(a, b):
+    return float(10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def test_spatial_reconstructs_the_clip_better_than_global(media, exported, spatial):
+    """alpha = beta = 0, --detail 0: the spatial model run at the clip's own size against the
+    global model of the same training (60 steps of 16 tiles) at its tile size, scaled back up."""
+    import tensorflow as tf
+    _, frames = decode(media["clip"])
+    frames = frames[:, 10:80, 18:142]  # the picture inside the letterbox, cut to the tiles' aspect (124x70)
+    n, h, w, _ = frames.shape
+    x = frames.astype(np.float32) / 255
+    spatial_models = loaded_models(str(spatial["models"]))
+    encode, decode_ = (spatial_models[k].signatures["serving_default"] for k in ("encoder", "decoder"))
+    padded = np.pad(x, ((0, 0), (0, -h % D), (0, -w % D), (0, 0)), mode="edge")
+    out = decode_(z=encode(images=tf.constant(padded))["mean"])["images"].numpy()[:, :h, :w]
+    spatial_psnr = psnr(frames, np.clip(out, 0, 1) * 255)
+    global_models = loaded_models(str(exported["models"]))
+    encode, decode_ = (global_models[k].signatures["serving_default"] for k in ("encoder", "decoder"))
+    tiles = np.stack([cv2.resize(f, (64, 36), interpolation=cv2.INTER_AREA) for f in x])
+    small = decode_(z=encode(images=tf.constant(tiles))["mean"])["images"].numpy()
+    out = np.stack([cv2.resize(t, (w, h), interpolation=cv2.INTER_CUBIC) for t in small])
+    global_psnr = psnr(frames, np.clip(out, 0, 1) * 255)
+    print(f"reconstruction of the clip at {w}x{h}: spatial {spatial_psnr:.1f} dB, global {global_psnr:.1f} dB")
+    assert spatial_psnr > global_psnr + 5, (spatial_psnr, global_psnr)
