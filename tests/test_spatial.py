@@ -110,7 +110,7 @@ def test_spatial_options_refused_before_tensorflow(tmp_path, spatial):
                                    "--downsample", 4, fragments=["--latent spatial"])
     # A spatial run resumed as another kind, or at another downsample, is refused by name.
     assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", spatial["vae"], "--steps", 61,
-                                   fragments=["latent=spatial", "global"])
+                                   "--latent", "global", fragments=["latent=spatial", "global"])
     assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", spatial["vae"], "--steps", 61,
                                    "--latent", "spatial", "--downsample", 4, fragments=["downsample=8"])
     assert not (tmp_path / "l").exists()
