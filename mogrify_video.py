@@ -25,6 +25,9 @@ def main(argv):
     p.add_argument("--smooth", type=float, default=0.2, help="weight of the previous output frame (0: none)")
     p.add_argument("--start", type=float, help="render from this many seconds into the input")
     p.add_argument("--duration", type=float, help="render this many seconds")
+    p.add_argument("--render-size", metavar="WxH|SIDE",
+                   help="spatial models: render inside this box (or with this longest side), aspect kept, and "
+                        "scale up to the output (default: at the frame's own size)")
     p.add_argument("--batch-size", type=int, help="frames per model call (default: 64 on a GPU, 16 on a CPU)")
     p.add_argument("--crop", default="auto", help="auto (remove black borders), none, or TOP,LEFT,BOTTOM,RIGHT")
     p.add_argument("--inset", action="store_true", help="show the original frame small in a corner")
@@ -55,13 +58,18 @@ def main(argv):
     codec_args, encoder_note = codecs.pick_encoder(args.encoder, args.crf, args.preset)
     decoder_args = codecs.decoder_args(args.decoder)
     look = mogrify.Look(latent.Strength(args.alpha, "--alpha"), latent.Strength(args.beta, "--beta"),
-                        args.detail, args.smooth, args.style)
-    crop = video.parse_crop(args.crop)
-    audio_track = None if args.no_audio else args.audio_track
+                        args.detail, args.smooth, args.style, mogrify.parse_render_size(args.render_size))
+    options = mogrify.VideoOptions(start=args.start, duration=args.duration, crop=video.parse_crop(args.crop),
+                                   inset=args.inset, audio_track=None if args.no_audio else args.audio_track,
+                                   preset=args.preset, crf=args.crf, codec_args=codec_args,
+                                   decoder_args=decoder_args)
     # Before TensorFlow's seconds of start-up, so that a typo fails at once.
-    found, sources = mogrify.check_request(args.input, args.output, args.models, look.styles, start=args.start,
-                                           duration=args.duration, audio_track=audio_track)
-    note, warning = latent.refiner_style_note(found[0], sources, look.styles)
+    request = mogrify.check_request(args.input, args.output, args.models, look.styles, options)
+    meta = request.found[0]
+    if look.render_size and meta.get("latent", "global") != "spatial":
+        raise cli.UserError("--render-size is for a spatial model; this one renders at its tile size "
+                            f"{meta['width']}x{meta['height']}")
+    note, warning = latent.refiner_style_note(meta, request.sources, look.styles)
     if note:
         cli.info(note)
     if warning:
@@ -73,13 +81,10 @@ def main(argv):
     device.report(batch_size=batch_size)
     if encoder_note:
         cli.info(encoder_note)
-    models = export.Models(args.models, unsafe=args.unsafe_models, found=found)
-    session = mogrify.Session(models, sources, look, batch_size)
-    options = dict(start=args.start, duration=args.duration, crop=crop, inset=args.inset,
-                   audio_track=audio_track, preset=args.preset, crf=args.crf,
-                   codec_args=codec_args, decoder_args=decoder_args)
+    models = export.Models(args.models, unsafe=args.unsafe_models, found=request.found)
+    session = mogrify.Session(models, request.sources, look, batch_size)
     if os.path.isdir(args.input):
-        summary = mogrify.render_folder(session, args.input, args.output, **options)
+        summary = mogrify.render_folder(session, args.input, args.output, options)
         for name, result in summary["rendered"]:
             report(f"{name}: ", result)
         print(f"{len(summary['rendered'])} rendered, {len(summary['skipped'])} skipped (output exists), "
@@ -89,7 +94,7 @@ def main(argv):
         if args.stats:
             write_stats(args.stats, {name: result for name, result in summary["rendered"]})
         return 1 if summary["failed"] else 0
-    result = mogrify.render_any(session, args.input, args.output, **options)
+    result = mogrify.render_any(session, args.input, args.output, options, request.meta)
     width, height = result["size"]
     print(f"wrote {args.output}: {width}x{height}, {result['frames']} frame(s), styled toward {result['style']!r}")
     report("", result)

@@ -299,9 +299,10 @@ def inference_rate(models, batch, calls, detail=0.0):
     """Frames/s of the batched model step alone (with detail, each frame is rendered twice)."""
     frames = tf.cast(tf.random.uniform([batch, models.height, models.width, 3], maxval=255), tf.uint8)
     zeros = np.zeros(models.codes, np.float32)
-    render = mogrify.make_render(models, zeros, zeros, detail)
+    render = mogrify.make_render(models, detail)
     strength = tf.fill([batch], 0.5)
-    return best_rate(lambda: [render(frames, strength, strength).numpy() for _ in range(calls)], batch * calls)
+    return best_rate(lambda: [render(frames, strength, strength, zeros, zeros).numpy() for _ in range(calls)],
+                     batch * calls)
 
 
 def fake_sources(codes, stem):
@@ -318,7 +319,7 @@ def mogrify_rate(models, clip, out, batch, detail=0.0, beta="0.5", measure=True)
     look = mogrify.Look(latent.Strength("0.25"), latent.Strength(beta), detail)
     session = mogrify.Session(models, fake_sources(models.codes, stem), look, batch)
     start = time.perf_counter()
-    result = mogrify.render_video(session, clip, out, crop="none", measure=measure)
+    result = mogrify.render_video(session, clip, out, mogrify.VideoOptions(crop="none", measure=measure))
     return result["frames"] / (time.perf_counter() - start), result
 
 

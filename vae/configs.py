@@ -44,13 +44,13 @@ class VAEConfig:
     """Everything that builds the VAE; saved as LOGDIR/config.json, which export_graphs.py rebuilds it from."""
     width: int = fixed()
     height: int = fixed()
+    codes: int = setting(512, "latent codes: numbers per tile (global), channels of the map (spatial) "
+                              "(default: 512 global, 16 spatial)", architecture=True, low=1)
     latent: str = setting("global", "global: one code of --codes numbers per tile (the original); spatial: a map "
                                     "of --codes channels at 1/--downsample of the tile's size, fully convolutional "
                                     "(runs at any size)", architecture=True, choices=LATENTS)
     downsample: int = setting(DOWNSAMPLE, "spatial only: the code map's size is the tile's divided by this, a "
                                           "power of two", architecture=True, low=2)
-    codes: int = setting(512, "latent codes: numbers per tile (global), channels of the map (spatial) "
-                              "(default: 512 global, 16 spatial)", architecture=True, low=1)
     kl_weight: float = setting(1.0, "weight of the KL term; small tiles have few pixels to outweigh it, so try "
                                     "(W*H)/(320*180) there if every reconstruction looks alike", low=0)
     filters: tuple = fixed(FILTERS)

@@ -76,7 +76,8 @@ class Measures:
     Feed it every frame's small pictures (`add_pair`, for flicker and palette) and, for sampled
     frames, the full-size input and output (`add_structure`)."""
 
-    def __init__(self, style_lab=None):
+    def __init__(self, style_lab=None, every=8):
+        self.every = every
         self.style_lab = None if style_lab is None else np.asarray(style_lab, np.float64)
         self.flow = FlowWarp()
         self.palette_before = self.palette_after = self.structure = 0.0
@@ -100,6 +101,16 @@ class Measures:
             self.palette_after += float(np.linalg.norm(mean_lab(output_small) - self.style_lab))
             self.palette_count += 1
         self.previous = (input_small, output_small)
+
+    def add(self, index, input_full, output):
+        """Every frame in order: the shown input and the output as written (at tile size, it
+        is first brought to the input's size)."""
+        sampled = index % self.every == 0
+        if output.shape[:2] != input_full.shape[:2]:
+            output = cv2.resize(output, input_full.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+        self.add_frame(input_full, output, sampled)
+        if sampled:
+            self.add_structure(input_full, output)
 
     def add_structure(self, input_full, output_full):
         self.structure += ssim(luminance(input_full), luminance(output_full))

@@ -1,6 +1,6 @@
 """Re-rendering videos, stills and folders with their codes shifted toward a style.
 
-Every frame, at tile size (the contract's formula):
+Every frame, at render size (the contract's formula):
 
     z     = mean(encoder(frame))
     shift = -alpha * mean_source + beta * mean_style       (alpha, beta at the frame's time)
@@ -8,10 +8,20 @@ Every frame, at tile size (the contract's formula):
     part' = smooth * part'(previous frame) + (1 - smooth) * part
     out   = resize(part', output size) + detail * frame    (frame at its own resolution)
 
-One tf.function runs the models on whole batches, the per-frame alpha and beta passed in as
-tensors. ffmpeg decodes (and for `--detail`, also hands over the full-size frame from the same
-decode) in one thread; another thread smooths, adds the detail in OpenCV at full size, measures
-and feeds the encoder; so the models never wait on I/O and the video is never held in memory.
+The render size is the tile size for a global model and the frame's own shown size for a spatial
+one (padded to a multiple of its downsample factor and cut back), so a spatial render needs no
+upscaling at all. A render is a composition of four parts, the same for files, stills and
+folders (and live streams):
+
+- a source: decoded frames with their times (and the full-size picture when the render size is
+  another), from ffmpeg in a thread of its own;
+- the styler: the batched model step (one tf.function, the per-frame alpha and beta and the
+  means passed in as tensors, so nothing is traced again), then smoothing and `compose`;
+- a sink: the encoder (an MP4 written atomically, or an image);
+- the meter: the measures, taken on a sample of frames.
+
+The model step runs on the calling thread; smoothing, composing, encoding and measuring run on
+another (OpenCV and the pipes release the GIL), so the models never wait on I/O.
 
 TensorFlow is imported only inside the functions that run the models, so that `check_request`
 can refuse a bad command line before TensorFlow's seconds of start-up.
@@ -19,6 +29,7 @@ can refuse a bad command line before TensorFlow's seconds of start-up.
 import concurrent.futures
 import dataclasses
 import os
+import re
 import time
 
 import cv2
@@ -31,6 +42,10 @@ from vae.pipeline import Consumer, Producer
 STILL_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
                     ".gif", ".wmv", ".flv", ".3gp", ".mxf", ".dv", ".ogv")
+# Pixels per model call on the CPU (on a GPU, four times this): a spatial model's activations grow
+# with the frame, so big frames are batched fewer at a time (a 4K frame alone, within 24 GiB).
+PIXELS_PER_CALL = 16 * 640 * 360
+OWN_MEAN_FRAMES = 48  # frames spread over a clip for its own mean code, when it is no trained source
 
 
 @dataclasses.dataclass
@@ -41,6 +56,45 @@ class Look:
     detail: float = 0.0
     smooth: float = 0.2
     styles: list = None  # --style texts; None: the largest image source
+    render_size: tuple = None  # a spatial model's --render-size: (width, height) box, or (side, side)
+
+
+@dataclasses.dataclass
+class VideoOptions:
+    """How one video is read and written (the same for every video of a folder)."""
+    start: float = None
+    duration: float = None
+    crop: object = "auto"  # "auto", or a video.Crop
+    inset: bool = False
+    audio_track: int = 0  # None: no sound
+    preset: str = "veryfast"
+    crf: int = 18
+    codec_args: list = None
+    decoder_args: tuple = ()
+    measure: bool = True
+
+
+def parse_render_size(text):
+    """`WxH` (a box the frame is fitted into, its aspect kept) or `N` (the longer side at most N)."""
+    if text is None:
+        return None
+    found = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", text)
+    if not found:
+        raise UserError(f"--render-size {text}: give WIDTHxHEIGHT (for example 640x360) or a longest side")
+    width = int(found.group(1))
+    height = int(found.group(2) or width)
+    if min(width, height) < 16:
+        raise UserError(f"--render-size {text}: must be at least 16 pixels each way")
+    return width, height
+
+
+def fit(size, box, even_sides=True):
+    """`size` scaled down (never up) to fit inside `box`, aspect kept (even sides for video)."""
+    width, height = size
+    if box is not None:
+        scale = min(1.0, box[0] / width, box[1] / height)
+        width, height = max(2, round(width * scale)), max(2, round(height * scale))
+    return (width - width % 2, height - height % 2) if even_sides else (width, height)
 
 
 def default_batch_size():
@@ -48,38 +102,48 @@ def default_batch_size():
     return 64 if tf.config.list_physical_devices("GPU") else 16
 
 
-def make_render(models, source_mean, style_mean, detail):
-    """The batched model step: uint8 frames and per-frame alpha, beta in; float `part` out.
+def make_render(models, detail):
+    """The batched model step: uint8 frames, per-frame alpha and beta and the two means in; the
+    float `part` out, at the frames' size.
 
-    With detail the unshifted codes are rendered in the same call (one batch of twice the
-    size), so the models run once per batch whatever the settings.
-    """
+    A spatial model takes frames of any size: they are padded (mirrored) to a multiple of its
+    downsample factor and the render is cut back. With detail the unshifted codes are rendered
+    in the same call (one batch of twice the size), so the models run once per batch."""
     import tensorflow as tf
-    source_mean = tf.constant(source_mean, tf.float32)
-    style_mean = tf.constant(style_mean, tf.float32)
-    spec = tf.TensorSpec([None, models.height, models.width, 3], tf.uint8)
+    spatial = models.latent == "spatial"
+    shape = [None, None, None, 3] if spatial else [None, models.height, models.width, 3]
+    code = tf.TensorSpec([models.codes], tf.float32)
     strength = tf.TensorSpec([None], tf.float32)
 
-    @tf.function(input_signature=[spec, strength, strength])
-    def render(frames, alpha, beta):
-        z, _ = models.encode(tf.cast(frames, tf.float32) / 255.0)
-        shifted = z - alpha[:, None] * source_mean + beta[:, None] * style_mean
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8), strength, strength, code, code])
+    def render(frames, alpha, beta, source_mean, style_mean):
+        x = tf.cast(frames, tf.float32) / 255.0
+        size = None
+        if spatial:
+            height, width = tf.shape(x)[1], tf.shape(x)[2]
+            d = models.downsample
+            x = tf.pad(x, [[0, 0], [0, (-height) % d], [0, (-width) % d], [0, 0]], mode="SYMMETRIC")
+            size = (width, height)
+        z, _ = models.encode(x)
+        per_frame = [-1] + [1] * (len(z.shape) - 1)  # the means broadcast over a code map's positions
+        shifted = z - tf.reshape(alpha, per_frame) * source_mean + tf.reshape(beta, per_frame) * style_mean
         if not detail:
-            return models.render(shifted)
-        both = models.render(tf.concat([shifted, z], 0))
+            return models.render(shifted, size)
+        both = models.render(tf.concat([shifted, z], 0), size)
         n = tf.shape(z)[0]
         return both[:n] - detail * both[n:]
 
     return render
 
 
-def compose(part, detail, full=None, size=None):
-    """`out = resize(part, size) + detail * full`, uint8; with detail 0 the tile itself (ffmpeg
-    scales it up in the encoder's process)."""
+def compose(part, detail, full=None):
+    """`out = resize(part, size of full) + detail * full`, uint8; with detail 0 the part itself
+    (ffmpeg scales it to the output size in the encoder's process, when it is not that size)."""
     if not detail:
         return images.to_uint8(part)
     h, w = full.shape[:2]
-    up = cv2.resize(np.ascontiguousarray(part * 255, np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    part = np.ascontiguousarray(part * 255, np.float32)
+    up = part if part.shape[:2] == (h, w) else cv2.resize(part, (w, h), interpolation=cv2.INTER_CUBIC)
     out = cv2.scaleAdd(full.astype(np.float32), detail, up)  # in place of NumPy: threaded, no temporaries
     np.clip(out, 0, 255, out=out)
     return (out + 0.5).astype(np.uint8)
@@ -97,19 +161,34 @@ class Session:
         self.models, self.sources, self.look = models, sources, look
         self.batch_size = batch_size or default_batch_size()
         self.style, self.style_mean, self.style_lab = latent.mix_styles(sources, look.styles)
-        self._renders = {}
+        self.spatial = models.latent == "spatial"
+        self._render = None
 
     @property
     def tile_size(self):
         return self.models.width, self.models.height
 
-    def render_fn(self, source_mean):
-        """The batched step for one source mean, traced once and reused while the mean stays
-        (a folder of clips of one trained source traces once)."""
-        key = source_mean.tobytes()
-        if key not in self._renders:
-            self._renders = {key: make_render(self.models, source_mean, self.style_mean, self.look.detail)}
-        return self._renders[key]
+    @property
+    def render(self):
+        """The model step, traced once for the whole run."""
+        if self._render is None:
+            self._render = make_render(self.models, self.look.detail)
+        return self._render
+
+    def render_size(self, shown, even_sides=True):
+        """The size the models see for a frame shown at `shown`: a spatial model's is the frame's
+        own (or fitted into --render-size), a global model's the tile."""
+        return fit(shown, self.look.render_size, even_sides) if self.spatial else self.tile_size
+
+    def frames_per_call(self, render_size):
+        """At most --batch-size frames, fewer when the frames are big (see PIXELS_PER_CALL)."""
+        import tensorflow as tf
+        budget = PIXELS_PER_CALL * (4 if tf.config.list_physical_devices("GPU") else 1)
+        pixels = render_size[0] * render_size[1] * (2 if self.look.detail else 1)
+        return max(1, min(self.batch_size, budget // pixels))
+
+    def styler(self, source_mean, shown, even_sides=True):
+        return Styler(self, source_mean, shown, even_sides)
 
     def source_mean(self, path, own_mean):
         """The trained source named by the file's stem, or else the input's own mean code."""
@@ -119,14 +198,76 @@ class Session:
         info(f"{stem} is not a trained source: its own mean code stands in for it")
         return own_mean(), "its own frames"
 
-    def encode_mean(self, tiles):
+    def encode_mean(self, batches):
+        """The mean code of uint8 frame batches (over frames, and a code map's positions)."""
         import tensorflow as tf
         total, count = 0.0, 0
-        for batch in tiles:
-            mean, _ = self.models.encode(tf.cast(batch, tf.float32) / 255.0)
-            total += mean.numpy().sum(0, dtype=np.float64)
-            count += len(batch)
+        for batch in batches:
+            x = tf.cast(np.stack(batch), tf.float32) / 255.0
+            if self.spatial:  # the encoder needs a multiple of d; the positions' mean barely sees the pad
+                d = self.models.downsample
+                x = tf.pad(x, [[0, 0], [0, -x.shape[1] % d], [0, -x.shape[2] % d], [0, 0]], mode="SYMMETRIC")
+            mean, _ = self.models.encode(x)
+            mean = mean.numpy()
+            total += mean.reshape(len(mean), -1, mean.shape[-1]).mean(1).sum(0, dtype=np.float64)
+            count += len(mean)
         return None if count == 0 else (total / count).astype(np.float32)
+
+
+class Styler:
+    """The batched model step, then smoothing and compose, for one sequence of frames.
+
+    `run(frames)` calls the models on a batch (the caller's thread); `finish(frames, parts)` blends
+    each part with the previous frame's and adds the detail, in order (another thread may do it);
+    `style(frames)` is both. Frames are vae.video.Frame: `image` at the render size, `full` the
+    shown frame when that is another size (needed for --detail)."""
+
+    def __init__(self, session, source_mean, shown, even_sides=True, start=0.0):
+        self.session, self.look = session, session.look
+        self.render_size = session.render_size(shown, even_sides)
+        self.even_sides = even_sides  # video: yuv420p needs them; a still keeps its own size
+        self.output_size = fit(shown, None, even_sides)
+        self.same_size = self.render_size == self.output_size
+        self.batch_size = session.frames_per_call(self.render_size)
+        self.start = start  # keyframes count from here
+        self.set_source_mean(source_mean)
+        self.style_mean = np.asarray(session.style_mean, np.float32)
+        self.previous = None
+
+    def set_source_mean(self, source_mean):
+        """A new source mean takes effect at the next batch without tracing again (live runs
+        update a running mean)."""
+        self.source_mean = np.asarray(source_mean, np.float32)
+
+    @property
+    def frame_size(self):
+        """The size of the frames `finish` gives: the output size, except with detail 0 at
+        another render size (then the part itself, scaled by the encoder)."""
+        return self.output_size if (self.look.detail or self.same_size) else self.render_size
+
+    @property
+    def needs_full(self):
+        """Whether the source must hand over the shown frame beside the render-size one."""
+        return bool(self.look.detail) and not self.same_size
+
+    def run(self, frames):
+        seconds = [f.time - self.start for f in frames]
+        parts = self.session.render(np.stack([f.image for f in frames]), self.look.alpha.at(seconds),
+                                    self.look.beta.at(seconds), self.source_mean, self.style_mean)
+        return parts.numpy()
+
+    def finish(self, frames, parts):
+        smooth, detail, out = self.look.smooth, self.look.detail, []
+        for frame, part in zip(frames, parts):
+            self.previous = part if self.previous is None else smooth * self.previous + (1 - smooth) * part
+            shown = frame.full if frame.full is not None else frame.image
+            out.append(compose(self.previous, detail, shown) if detail else compose(self.previous, 0))
+            if self.even_sides:
+                out[-1] = even(out[-1])
+        return out
+
+    def style(self, frames):
+        return self.finish(frames, self.run(frames))
 
 
 def batched(frames, batch_size):
@@ -161,14 +302,14 @@ def check_output(input_path, output_path):
         raise UserError(f"{output_path}: that is the input; give another output name")
 
 
-def check_video(input_path, output_path, start=None, duration=None, audio_track=0):
+def check_video(input_path, output_path, options):
     """A video input and its output checked before anything is rendered; returns its probe."""
     if kind_of(output_path) == "image":
         raise UserError(f"{output_path}: a video is rendered to an .mp4 file")
     meta = video.probe(input_path)
     check_output(input_path, output_path)
-    check_span(meta, start, duration)
-    check_audio_track(meta, audio_track)
+    check_span(meta, options.start, options.duration)
+    check_audio_track(meta, options.audio_track)
     return meta
 
 
@@ -178,11 +319,20 @@ def check_still(input_path, output_path):
         raise UserError(f"{output_path}: an image is written as .png or .jpg")
 
 
-def check_request(input_path, output_path, models_dir, styles, start=None, duration=None, audio_track=0):
+@dataclasses.dataclass
+class Request:
+    """A command line checked once, before TensorFlow: what safety.read_models_folder found, the
+    sources, and for a single video its probe (so that it is not probed again)."""
+    found: tuple
+    sources: dict
+    meta: object = None
+
+
+def check_request(input_path, output_path, models_dir, styles, options=VideoOptions()):
     """Everything about a run that needs no TensorFlow, checked before the script imports it, so a
     mistyped name fails at once: the input and output, the models folder's JSON files (model.json,
-    and embeddings.json against its code count), and the --style names against the sources.
-    Returns (safety.read_models_folder's answer, the sources) for the run to go on with."""
+    and embeddings.json against its code count), and the --style names against the sources."""
+    meta = None
     if os.path.isdir(input_path):
         folder_inputs(input_path, output_path)
     elif not os.path.exists(input_path):
@@ -190,126 +340,129 @@ def check_request(input_path, output_path, models_dir, styles, start=None, durat
     elif kind_of(input_path) == "image":
         check_still(input_path, output_path)
     else:
-        check_video(input_path, output_path, start, duration, audio_track)
+        meta = check_video(input_path, output_path, options)
     found = safety.read_models_folder(models_dir)
     sources = latent.load_embeddings(models_dir, found[0]["codes"])
-    latent.mix_styles(sources, styles)  # Session mixes them again; here only to refuse unknown names early
-    return found, sources
+    latent.style_weights(sources, styles)  # refuses unknown names now; the Session mixes them once
+    return Request(found, sources, meta)
 
 
-def render_video(session, input_path, output_path, start=None, duration=None, crop="auto", inset=False,
-                 audio_track=0, preset="veryfast", crf=18, codec_args=None, decoder_args=(), measure=True):
-    """Render one video; returns the measures and what was done (`measure=False`: without
-    them, for the benchmark's comparison)."""
-    look = session.look
-    meta = check_video(input_path, output_path, start, duration, audio_track)
-    crop = video.resolve_crop(meta, crop, start, duration)
-    cw, ch = crop.size_of(meta.width, meta.height)
-    span = dict(start=start, duration=duration)
+def new_meter(session, options, frames_estimate):
+    """The measures on a few hundred frames at most, spread over the video."""
+    every = max(8, frames_estimate // 300)
+    return measures.Measures(session.style_lab, every=every) if options.measure else None
+
+
+def render_video(session, input_path, output_path, options=VideoOptions(), meta=None):
+    """Render one video; returns the measures and what was done (`options.measure=False`:
+    without them, for the benchmark's comparison). `meta`: its probe, when checked already."""
+    meta = meta or check_video(input_path, output_path, options)
+    span = dict(start=options.start, duration=options.duration)
+    crop = video.resolve_crop(meta, options.crop, **span)
+    shown = crop.size_of(meta.width, meta.height)
+    render_size = session.render_size(shown)
 
     def own_mean():
-        estimate = meta.frames_estimate if duration is None else duration * float(meta.fps)
-        step = max(1, int(estimate) // 200)  # up to 200 frames spread over the span
-        frames = video.read_frames(meta, session.tile_size, crop, step, **span)
-        mean = session.encode_mean(np.stack([f.image for f in batch]) for batch in batched(frames, session.batch_size))
+        estimate = meta.frames_estimate if options.duration is None else options.duration * float(meta.fps)
+        step = max(1, int(estimate) // OWN_MEAN_FRAMES)
+        frames = video.read_frames(meta, render_size, crop, step, **span)
+        mean = session.encode_mean([f.image for f in batch] for batch in
+                                   batched(frames, session.frames_per_call(render_size)))
         if mean is None:
             raise UserError(f"{input_path}: no frames could be decoded")
         return mean
 
     source_mean, source_label = session.source_mean(input_path, own_mean)
-    render = session.render_fn(source_mean)
-    estimate = meta.frames_estimate if duration is None else max(1, round(duration * float(meta.fps)))
-    every = max(8, estimate // 300)  # frames between measured ones: a few hundred samples at most
-    full = 1 if look.detail else (every if measure else 0)
-    frame_size = (cw - cw % 2, ch - ch % 2) if look.detail else session.tile_size
-    info(f"{meta.path}: {meta.width}x{meta.height} as shown at {float(meta.fps):.3g} fps, crop {crop}, "
-         f"shift from {source_label} toward {session.style!r} (alpha {look.alpha}, beta {look.beta}, "
-         f"detail {look.detail})")
+    styler = session.styler(source_mean, shown)
+    look = session.look
+    info(f"{meta.path}: {meta.width}x{meta.height} as shown at {float(meta.fps):.3g} fps, crop {crop}, rendered at "
+         f"{render_size[0]}x{render_size[1]} ({styler.batch_size} a call), shift from {source_label} toward "
+         f"{session.style!r} (alpha {look.alpha}, beta {look.beta}, detail {look.detail})")
+    estimate = meta.frames_estimate if options.duration is None else max(1, round(options.duration * float(meta.fps)))
     counting = None
-    if start is None and duration is None:  # the exact count for the progress bar, found meanwhile
+    if options.start is None and options.duration is None:  # the exact count for the progress bar, found meanwhile
         counting = concurrent.futures.ThreadPoolExecutor(1).submit(video.count_frames, meta)
-    meter = measures.Measures(session.style_lab)
-    state = {"previous": None, "frames": 0, "first": None, "last": None}
+    meter = new_meter(session, options, estimate)
+    full = 1 if styler.needs_full or (meter and not styler.same_size) else 0
+    frames = video.read_frames(meta, render_size, crop, full=full, input_args=options.decoder_args, **span)
+    done = {"frames": 0, "first": None, "last": None}
     bar = progress(total=estimate, desc="frames, about", unit="frame")
 
-    def finish_batch(item):
-        frames, parts = item
-        for frame, part in zip(frames, parts):
-            previous = state["previous"]
-            previous = part if previous is None else look.smooth * previous + (1 - look.smooth) * part
-            state["previous"] = previous
-            sampled = frame.index % every == 0
-            out = compose(previous, look.detail, frame.full)
-            out = even(out) if look.detail else out
+    def write(frames, outputs):
+        for frame, out in zip(frames, outputs):
             writer.write(out, frame.time, frame.duration)
-            state["first"] = frame.time if state["first"] is None else state["first"]
-            state["last"] = frame.time + frame.duration
-            if measure:
-                small = out if not look.detail else cv2.resize(out, session.tile_size, interpolation=cv2.INTER_AREA)
-                meter.add_frame(frame.image, small, sampled)
-                if sampled and frame.full is not None:
-                    shown = even(frame.full)
-                    big = out if look.detail else cv2.resize(out, shown.shape[1::-1], interpolation=cv2.INTER_CUBIC)
-                    meter.add_structure(shown, big)
-        state["frames"] += len(frames)
+            if meter:
+                meter.add(frame.index, frame.full if frame.full is not None else frame.image, out)
+        done["first"] = frames[0].time if done["first"] is None else done["first"]
+        done["last"] = frames[-1].time + frames[-1].duration
+        done["frames"] += len(frames)
         if counting is not None and counting.done() and counting.result() and bar.desc != "frames":
             bar.total, bar.desc = counting.result(), "frames"
         bar.update(len(frames))
 
     began = time.perf_counter()
-    reader_frames = video.read_frames(meta, session.tile_size, crop, full=full, input_args=decoder_args, **span)
     with atomic_path(output_path, suffix=".mp4") as tmp:
-        reader = Producer(batched(reader_frames, session.batch_size))
-        writer = video.VideoWriter(tmp, frame_size, meta.fps, (cw, ch), source=meta,
-                                   audio_track=audio_track if meta.has_audio else None,
-                                   inset=crop if inset else None, preset=preset, crf=crf, span=(start, duration),
-                                   codec_args=codec_args)
-        finisher = Consumer(finish_batch)
+        writer = video.VideoWriter(tmp, styler.frame_size, meta.fps, styler.output_size, source=meta,
+                                   audio_track=options.audio_track if meta.has_audio else None,
+                                   inset=crop if options.inset else None, preset=options.preset, crf=options.crf,
+                                   span=(options.start, options.duration), codec_args=options.codec_args)
         try:
-            for frames in reader:
-                seconds = [f.time - meta.start for f in frames]  # keyframes count from the input's start
-                parts = render(np.stack([f.image for f in frames]), look.alpha.at(seconds), look.beta.at(seconds))
-                finisher.put((frames, parts.numpy()))
-            finisher.finish()
+            run(frames, styler, write)
             writer.close()
         except BaseException:
-            finisher.abandon()
             writer.abort()
             raise
         finally:
-            reader.close()
             bar.close()
-    if state["frames"] == 0:
-        raise UserError(f"{input_path}: no frames could be decoded" + (" in that span" if start or duration else ""))
-    seconds = state["last"] - state["first"]
-    return {"frames": state["frames"], "seconds": round(seconds, 6), **meter.summary(), "style": session.style,
-            "size": [cw - cw % 2, ch - ch % 2], "render_seconds": round(time.perf_counter() - began, 3)}
+    if done["frames"] == 0:
+        raise UserError(f"{input_path}: no frames could be decoded" + (" in that span" if options.start or
+                                                                       options.duration else ""))
+    return {"frames": done["frames"], "seconds": round(done["last"] - done["first"], 6),
+            **(meter.summary() if meter else {}), "style": session.style, "size": list(styler.output_size),
+            "render_size": list(render_size), "render_seconds": round(time.perf_counter() - began, 3)}
+
+
+def run(frames, styler, write):
+    """Frames through the styler into write(frames, outputs): decoding in a thread ahead of the
+    models, finishing and writing in a thread behind them."""
+    reader = Producer(batched(frames, styler.batch_size))
+    finisher = Consumer(lambda item: write(item[0], styler.finish(*item)))
+    try:
+        for batch in reader:
+            finisher.put((batch, styler.run(batch)))
+        finisher.finish()
+    except BaseException:
+        finisher.abandon()
+        raise
+    finally:
+        reader.close()
 
 
 def render_still(session, input_path, output_path):
-    """Render one image at its own size through the same step as video frames."""
-    look = session.look
+    """Render one image at its own size through the same styler as video frames."""
     check_still(input_path, output_path)
     image = images.load_rgb(input_path)
     if image is None:
         raise UserError(f"{input_path}: not a readable image")
-    tile = cv2.resize(image, session.tile_size, interpolation=cv2.INTER_AREA)
-    source_mean, _ = session.source_mean(input_path, lambda: session.encode_mean([tile[None]]))
-    render = session.render_fn(source_mean)
-    part = render(tile[None], look.alpha.at([0.0]), look.beta.at([0.0])).numpy()[0]
     h, w = image.shape[:2]
-    out = compose(part, look.detail, image) if look.detail else cv2.resize(
-        images.to_uint8(part), (w, h), interpolation=cv2.INTER_CUBIC)
-    meter = measures.Measures(session.style_lab)
-    meter.add_frame(tile, cv2.resize(out, session.tile_size, interpolation=cv2.INTER_AREA), True)
-    meter.add_structure(image, out)
+    render_size = session.render_size((w, h), even_sides=False)
+    small = cv2.resize(image, render_size, interpolation=cv2.INTER_AREA) if render_size != (w, h) else image
+    source_mean, _ = session.source_mean(input_path, lambda: session.encode_mean([[small]]))
+    styler = session.styler(source_mean, (w, h), even_sides=False)
+    frame = video.Frame(0, small, 0.0, 0.0, None if styler.same_size else image)
+    out = styler.style([frame])[0]
+    if out.shape[:2] != (h, w):  # detail 0 at another render size: the part, scaled as ffmpeg would
+        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
+    meter = measures.Measures(session.style_lab, every=1)
+    meter.add(0, image, out)
     extension = os.path.splitext(output_path)[1].lower()
     ok, data = cv2.imencode(extension, cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
     if not ok:
         raise UserError(f"{output_path}: OpenCV could not encode it")
     with atomic_path(output_path, suffix=extension) as tmp, open(tmp, "wb") as f:
         f.write(data.tobytes())
-    return {"frames": 1, "seconds": 0.0, **meter.summary(), "style": session.style, "size": [w, h]}
+    return {"frames": 1, "seconds": 0.0, **meter.summary(), "style": session.style, "size": [w, h],
+            "render_size": list(render_size)}
 
 
 def kind_of(path):
@@ -321,10 +474,10 @@ def kind_of(path):
     return None
 
 
-def render_any(session, input_path, output_path, **video_options):
+def render_any(session, input_path, output_path, options=VideoOptions(), meta=None):
     if kind_of(input_path) == "image":
         return render_still(session, input_path, output_path)
-    return render_video(session, input_path, output_path, **video_options)
+    return render_video(session, input_path, output_path, options, meta)
 
 
 def folder_inputs(input_dir, output_dir):
@@ -339,7 +492,7 @@ def folder_inputs(input_dir, output_dir):
     return names
 
 
-def render_folder(session, input_dir, output_dir, **video_options):
+def render_folder(session, input_dir, output_dir, options=VideoOptions()):
     """Every video and image directly inside input_dir into output_dir under its own stem.
 
     Outputs that exist already are skipped, so a stopped batch resumes; a file that fails is
@@ -357,8 +510,7 @@ def render_folder(session, input_dir, output_dir, **video_options):
             continue
         info(f"{head} -> {target}")
         try:
-            options = video_options if kind_of(name) == "video" else {}
-            result = render_any(session, os.path.join(input_dir, name), target, **options)
+            result = render_any(session, os.path.join(input_dir, name), target, options)
             summary["rendered"].append((name, result))
         except Exception as e:  # one broken file must not stop the batch; Ctrl-C still does
             why = error_message(e)
