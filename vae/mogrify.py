@@ -98,6 +98,12 @@ class Session:
         self.batch_size = batch_size or default_batch_size()
         self.style, self.style_mean, self.style_lab = latent.mix_styles(sources, look.styles)
         self._renders = {}
+        # The style's tiles for the texture measure; an older folder has none (said once, here).
+        self.texture = measures.style_reference(getattr(models, "folder", None) or ".",
+                                                latent.style_weights(sources, look.styles))
+        if self.texture is None:
+            info("the models folder has no tiles.npz (evaluate_embeddings.py writes it): "
+                 "texture is left out of the measures")
 
     @property
     def tile_size(self):
@@ -194,6 +200,8 @@ def check_request(input_path, output_path, models_dir, styles, start=None, durat
     found = safety.read_models_folder(models_dir)
     sources = latent.load_embeddings(models_dir, found[0]["codes"])
     latent.mix_styles(sources, styles)  # Session mixes them again; here only to refuse unknown names early
+    if os.path.isfile(measures.tiles_path(models_dir)):
+        safety.check_tiles(measures.tiles_path(models_dir), list(sources))
     return found, sources
 
 
@@ -220,7 +228,7 @@ def render_video(session, input_path, output_path, start=None, duration=None, cr
     render = session.render_fn(source_mean)
     estimate = meta.frames_estimate if duration is None else max(1, round(duration * float(meta.fps)))
     every = max(8, estimate // 300)  # frames between measured ones: a few hundred samples at most
-    full = 1 if look.detail else (every if measure else 0)
+    full = 1 if look.detail or measure else 0  # the meter sees every full-size frame and keeps its samples
     frame_size = (cw - cw % 2, ch - ch % 2) if look.detail else session.tile_size
     info(f"{meta.path}: {meta.width}x{meta.height} as shown at {float(meta.fps):.3g} fps, crop {crop}, "
          f"shift from {source_label} toward {session.style!r} (alpha {look.alpha}, beta {look.beta}, "
@@ -228,7 +236,7 @@ def render_video(session, input_path, output_path, start=None, duration=None, cr
     counting = None
     if start is None and duration is None:  # the exact count for the progress bar, found meanwhile
         counting = concurrent.futures.ThreadPoolExecutor(1).submit(video.count_frames, meta)
-    meter = measures.Measures(session.style_lab)
+    meter = measures.Measures(session.style_lab, session.texture, every)
     state = {"previous": None, "frames": 0, "first": None, "last": None}
     bar = progress(total=estimate, desc="frames, about", unit="frame")
 
@@ -238,19 +246,13 @@ def render_video(session, input_path, output_path, start=None, duration=None, cr
             previous = state["previous"]
             previous = part if previous is None else look.smooth * previous + (1 - look.smooth) * part
             state["previous"] = previous
-            sampled = frame.index % every == 0
             out = compose(previous, look.detail, frame.full)
             out = even(out) if look.detail else out
             writer.write(out, frame.time, frame.duration)
             state["first"] = frame.time if state["first"] is None else state["first"]
             state["last"] = frame.time + frame.duration
-            if measure:
-                small = out if not look.detail else cv2.resize(out, session.tile_size, interpolation=cv2.INTER_AREA)
-                meter.add_frame(frame.image, small, sampled)
-                if sampled and frame.full is not None:
-                    shown = even(frame.full)
-                    big = out if look.detail else cv2.resize(out, shown.shape[1::-1], interpolation=cv2.INTER_CUBIC)
-                    meter.add_structure(shown, big)
+            if measure:  # the meter keeps the frames it samples and returns at once for the others
+                meter.add(frame.index, frame.full, out)
         state["frames"] += len(frames)
         if counting is not None and counting.done() and counting.result() and bar.desc != "frames":
             bar.total, bar.desc = counting.result(), "frames"
@@ -300,9 +302,8 @@ def render_still(session, input_path, output_path):
     h, w = image.shape[:2]
     out = compose(part, look.detail, image) if look.detail else cv2.resize(
         images.to_uint8(part), (w, h), interpolation=cv2.INTER_CUBIC)
-    meter = measures.Measures(session.style_lab)
-    meter.add_frame(tile, cv2.resize(out, session.tile_size, interpolation=cv2.INTER_AREA), True)
-    meter.add_structure(image, out)
+    meter = measures.Measures(session.style_lab, session.texture, every=1)
+    meter.add(0, image, out)
     extension = os.path.splitext(output_path)[1].lower()
     ok, data = cv2.imencode(extension, cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
     if not ok:
