@@ -256,7 +256,7 @@ class Measures:
         self.style_lab = None if style_lab is None else np.asarray(style_lab, np.float64)
         self.reference = texture_reference
         self.every = max(1, int(every))
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.flow = FlowWarp()
         self.sums = {"structure": 0.0, "palette_before": 0.0, "palette_after": 0.0, "sharpness": 0.0}
         self.counts = {"structure": 0, "palette": 0, "sharpness": 0}
@@ -299,8 +299,10 @@ class Measures:
             self.sums["sharpness"] += sharpness_of(after) / reference_sharpness
             self.counts["sharpness"] += 1
         if self.reference is not None:
-            self.input_patches.add(self.reference.patches_of(before, self.rng))
-            self.output_patches.add(self.reference.patches_of(after, self.rng))
+            # The same patch positions in input and output (a seed per frame): an unchanged
+            # frame gives the same distance, and a run gives the same numbers again.
+            self.input_patches.add(self.reference.patches_of(before, np.random.default_rng([self.seed, index])))
+            self.output_patches.add(self.reference.patches_of(after, np.random.default_rng([self.seed, index])))
 
     def summary(self):
         out = {}
