@@ -324,13 +324,15 @@ class Measures:
 def measure_files(input_path, output_path, style_tiles=None, style_lab=None, every=8, crop=None):
     """The measures of an output video against its input, decoded independently of any render
     (both at full size, as shown): for doc scripts and tests. `style_tiles`: uint8 tiles of the
-    style (texture), `style_lab`: its mean Lab colour (palette; by default that of the tiles).
+    style or a TextureReference (texture), `style_lab`: its mean Lab colour (palette; by default that of the tiles).
     `crop` (a vae.video.Crop) is applied to the input, as the render applied it."""
     from vae import video
     source, rendered = video.probe(str(input_path)), video.probe(str(output_path))
     crop = crop or video.Crop()
     reference = None
-    if style_tiles is not None and len(style_tiles):
+    if isinstance(style_tiles, TextureReference):  # as style_reference gives it
+        reference = style_tiles
+    elif style_tiles is not None and len(style_tiles):
         reference = TextureReference(style_tiles)
         if style_lab is None:
             style_lab = mean_lab(np.asarray(style_tiles))
