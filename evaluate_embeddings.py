@@ -29,7 +29,10 @@ def main(argv):
     sources, codes = latent.encode_sources(models, files, size, keep_codes=True,
                                            samples_per_source=max(args.samples, 16))
     latent.save_embeddings(args.models, sources)
-    print(f"wrote {latent.embeddings_path(args.models)}: {len(sources)} sources")
+    from vae import measures
+    latent.save_tiles(measures.tiles_path(args.models), codes["spread"])
+    print(f"wrote {latent.embeddings_path(args.models)}: {len(sources)} sources, and "
+          f"{measures.TILES_FILE} (tiles for the texture measure)")
     if args.report:
         from vae import report  # only with --report: it loads matplotlib
         written, table = report.write_report(args.report, models, sources, codes["samples"], codes, args.style)

@@ -103,13 +103,25 @@ def main(argv):
     return 0
 
 
+def closer(before, after):
+    """"N% closer" or "N% farther" for a distance that went from `before` to `after`."""
+    change = 100 * (before - after) / max(before, 1e-9)
+    return f"{change:.0f}% closer" if round(change) >= 0 else f"{-change:.0f}% farther"
+
+
 def report(prefix, result):
     if "structure" in result:
         print(f"{prefix}structure {result['structure']:.2f} (SSIM of output to input, 1 = same shapes)")
     if "palette_before" in result:
         before, after = result["palette_before"], result["palette_after"]
         print(f"{prefix}palette distance to {result['style']!r} (mean Lab colour): input {before:.1f}, "
-              f"output {after:.1f} ({100 * (before - after) / max(before, 1e-9):+.0f}% closer)")
+              f"output {after:.1f} ({closer(before, after)})")
+    if "texture_before" in result:
+        before, after = result["texture_before"], result["texture_after"]
+        print(f"{prefix}texture distance to {result['style']!r} (patch statistics, lower is closer): "
+              f"input {before:.0f}, output {after:.0f} ({closer(before, after)})")
+    if "sharpness" in result:
+        print(f"{prefix}sharpness {result['sharpness']:.2f} (detail of output over input, 1 = as sharp)")
     if "flicker" in result:
         print(f"{prefix}flicker {result['flicker']:.2f} (1 = as steady as the input)")
 

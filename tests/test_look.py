@@ -108,11 +108,11 @@ def test_flicker_measure():
     """1 for an output equal to the input, far above 1 with frame-to-frame noise added."""
     rng = np.random.default_rng(0)
     frames = list(synthetic.scene_frames(rng, 160, 90, frames=12))
-    same, noisy = measures.Measures(), measures.Measures()
-    for frame in frames:
-        same.add_frame(frame, frame, True)
+    same, noisy = measures.Measures(every=1), measures.Measures(every=1)
+    for index, frame in enumerate(frames):
+        same.add(index, frame, frame)
         noise = rng.normal(0, 25, frame.shape)
-        noisy.add_frame(frame, np.clip(frame + noise, 0, 255).astype(np.uint8), True)
+        noisy.add(index, frame, np.clip(frame + noise, 0, 255).astype(np.uint8))
     assert same.summary()["flicker"] == pytest.approx(1.0)
     assert noisy.summary()["flicker"] > 4
 
@@ -124,8 +124,8 @@ def test_structure_and_palette_measures():
     blurred = cv2.GaussianBlur(frame, (9, 9), 3)
     assert measures.ssim(measures.luminance(frame), measures.luminance(blurred)) < 0.9
     style = np.array([60.0, 40.0, 40.0])
-    meter = measures.Measures(style)
-    meter.add_frame(frame, frame, True)
+    meter = measures.Measures(style, every=1)
+    meter.add(0, frame, frame)
     summary = meter.summary()
     assert summary["palette_before"] == pytest.approx(summary["palette_after"])
     lab = cv2.cvtColor(frame.astype(np.float32) / 255, cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(0)

@@ -24,15 +24,19 @@ def shift_vector(source_mean, style_mean, alpha, beta):
     return -alpha * np.asarray(source_mean, np.float32) + beta * np.asarray(style_mean, np.float32)
 
 
-def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000, samples_per_source=16):
+def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000, samples_per_source=16,
+                   spread_per_source=64, seed=0):
     """Per source: count, mean code, mean Lab colour. With keep_codes, in the same pass: every
-    code (for projections), the first `keep_tiles` tiles (for the projector's sprite) and the
-    first `samples_per_source` tiles of each source (for the report's pictures).
+    code (for projections), the first `keep_tiles` tiles (for the projector's sprite), the
+    first `samples_per_source` tiles of each source (for the report's pictures) and
+    `spread_per_source` uint8 tiles of each drawn evenly at random from all of its tiles
+    ("spread", for the texture measure: tiles.npz).
 
     A spatial model's code of a tile is its map's mean over positions, one number per channel:
     the source means (over tiles and positions) and the projections are of those."""
     sums, counts, labs, kinds = {}, {}, {}, {}
-    kept = {"codes": [], "sources": [], "tiles": [], "samples": {}}
+    kept = {"codes": [], "sources": [], "tiles": [], "samples": {}, "spread": {}}
+    rng = np.random.default_rng(seed)
     with progress(desc="encoding tiles", unit="tile") as bar:
         for batch in records.iterate(files, size):
             mean, _ = models.encode(batch["image"])
@@ -49,6 +53,8 @@ def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000, sampl
                 if keep_codes:
                     bucket = kept["samples"].setdefault(name, [])
                     bucket += list(batch["image"][mask][:samples_per_source - len(bucket)])
+                    _reservoir(kept["spread"].setdefault(name, []), batch["image"][mask],
+                               counts[name] - int(mask.sum()), spread_per_source, rng)
             if keep_codes:
                 kept["codes"].append(mean)
                 kept["sources"] += [s.decode() for s in batch["source"]]
@@ -63,8 +69,28 @@ def encode_sources(models, files, size, keep_codes=False, keep_tiles=2000, sampl
         kept["codes"] = np.concatenate(kept["codes"])
         kept["tiles"] = np.concatenate(kept["tiles"])
         kept["samples"] = {name: np.stack(tiles) for name, tiles in kept["samples"].items()}
+        kept["spread"] = {name: images.to_uint8(np.stack(tiles)) for name, tiles in kept["spread"].items()}
         return sources, kept
     return sources
+
+
+def _reservoir(bucket, new, seen, size, rng):
+    """Keep in `bucket` a uniform random sample of `size` of all tiles seen so far (`seen`
+    before `new`): each new tile replaces a kept one with probability size / its number."""
+    for tile in new:
+        seen += 1
+        if len(bucket) < size:
+            bucket.append(tile)
+        else:
+            slot = rng.integers(seen)
+            if slot < size:
+                bucket[slot] = tile
+
+
+def save_tiles(path, tiles):
+    """{source: uint8 [N,h,w,3]} into an .npz, atomically (nothing pickled: safety.check_tiles)."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **tiles)
 
 
 def embeddings_path(models_dir):

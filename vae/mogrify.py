@@ -163,6 +163,12 @@ class Session:
         self.style, self.style_mean, self.style_lab = latent.mix_styles(sources, look.styles)
         self.spatial = models.latent == "spatial"
         self._render = None
+        # The style's tiles for the texture measure; an older folder has none (said once, here).
+        self.texture = measures.style_reference(getattr(models, "folder", None) or ".",
+                                                latent.style_weights(sources, look.styles))
+        if self.texture is None:
+            info("the models folder has no tiles.npz (evaluate_embeddings.py writes it): "
+                 "texture is left out of the measures")
 
     @property
     def tile_size(self):
@@ -344,13 +350,15 @@ def check_request(input_path, output_path, models_dir, styles, options=VideoOpti
     found = safety.read_models_folder(models_dir)
     sources = latent.load_embeddings(models_dir, found[0]["codes"])
     latent.style_weights(sources, styles)  # refuses unknown names now; the Session mixes them once
+    if os.path.isfile(measures.tiles_path(models_dir)):
+        safety.check_tiles(measures.tiles_path(models_dir), list(sources))
     return Request(found, sources, meta)
 
 
 def new_meter(session, options, frames_estimate):
     """The measures on a few hundred frames at most, spread over the video."""
     every = max(8, frames_estimate // 300)
-    return measures.Measures(session.style_lab, every=every) if options.measure else None
+    return measures.Measures(session.style_lab, session.texture, every) if options.measure else None
 
 
 def render_video(session, input_path, output_path, options=VideoOptions(), meta=None):
@@ -453,7 +461,7 @@ def render_still(session, input_path, output_path):
     out = styler.style([frame])[0]
     if out.shape[:2] != (h, w):  # detail 0 at another render size: the part, scaled as ffmpeg would
         out = cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
-    meter = measures.Measures(session.style_lab, every=1)
+    meter = measures.Measures(session.style_lab, session.texture, every=1)
     meter.add(0, image, out)
     extension = os.path.splitext(output_path)[1].lower()
     ok, data = cv2.imencode(extension, cv2.cvtColor(out, cv2.COLOR_RGB2BGR))

@@ -306,3 +306,33 @@ def serving_functions(folder, loaded, width, height, codes, downsample=None):
                                     f"with {name} {got.dtype.name} {_shape(got.shape)}; expected float32 "
                                     f"{_shape(want)} for {described}")
     return functions
+
+
+def embedding_names(path):
+    """The source names of an embeddings.json (checked as strict JSON)."""
+    data = _strict_json(path)
+    sources = data.get("sources") if isinstance(data, dict) else None
+    if not isinstance(sources, dict):
+        raise UserError(f"{path}: not a valid embeddings file (expected {{\"sources\": {{NAME: ...}}}})")
+    return sorted(sources)
+
+
+def check_tiles(path, names):
+    """tiles.npz as evaluate_embeddings.py writes it: one uint8 array [N,h,w,3] of a source's
+    tiles per source of embeddings.json (`names`), nothing pickled; {name: array}."""
+    import numpy as np
+    import zipfile
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            tiles = {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{path}: not a tiles file written by evaluate_embeddings.py ({e}); run it again") from e
+    if set(tiles) != set(names):
+        raise UserError(f"{path}: holds tiles of {', '.join(sorted(tiles)) or 'nothing'} but embeddings.json lists "
+                        f"{', '.join(sorted(names))}; run evaluate_embeddings.py again")
+    for name, array in tiles.items():
+        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 or not len(array) \
+                or not 0 < array.shape[1] <= MAX_SIDE or not 0 < array.shape[2] <= MAX_SIDE:
+            raise UserError(f"{path}: the tiles of {name!r} are {array.dtype} {list(array.shape)}; expected "
+                            "uint8 [N,h,w,3]; run evaluate_embeddings.py again")
+    return tiles

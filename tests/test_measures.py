@@ -1,0 +1,183 @@
+"""The measures that tell colour from texture: texture (sliced Wasserstein distance of pyramid
+patches), sharpness and flicker at one analysis size, checked against generated images and
+against an independent computation on rendered files decoded with ffmpeg."""
+import json
+import shutil
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, decode, run_script
+from vae import measures, synthetic, video
+
+
+def crops(pictures, count, rng, size=(96, 54)):
+    out = []
+    for _ in range(count):
+        picture = pictures[rng.integers(len(pictures))]
+        h, w = picture.shape[:2]
+        y, x = rng.integers(0, h - size[1]), rng.integers(0, w - size[0])
+        out.append(picture[y:y + size[1], x:x + size[0]])
+    return out
+
+
+def texture_of(frames, reference):
+    meter = measures.Measures(None, reference, every=1)
+    for index, frame in enumerate(frames):
+        meter.add(index, frame, frame)
+    return meter.summary()
+
+
+def test_texture_is_closer_for_the_same_paintings_and_seeded():
+    rng = np.random.default_rng(3)
+    paintings = [synthetic.painting(rng) for _ in range(6)]
+    reference = measures.TextureReference(crops(paintings, 48, rng))
+    same = crops(paintings, 12, rng, size=(200, 120))  # other crops of the same paintings
+    scenes = list(synthetic.scene_frames(rng, 320, 180, frames=12))
+    near, far = texture_of(same, reference), texture_of(scenes, reference)
+    assert near["texture_before"] < 0.6 * far["texture_before"], (near, far)
+    assert near["texture_before"] == near["texture_after"]  # an unchanged output: the same patches
+    # Two runs of the same frames and tiles give the same number.
+    assert texture_of(scenes, reference) == far
+    # Independent of colour: a colour-shifted copy of the frames is as far (patches are normalised).
+    tinted = [np.clip(f.astype(np.int16) + [40, -20, 10], 0, 255).astype(np.uint8) for f in scenes]
+    assert texture_of(tinted, reference)["texture_before"] == pytest.approx(far["texture_before"], rel=0.1)
+
+
+def test_unchanged_output_measures_one_and_noise_shows():
+    rng = np.random.default_rng(0)
+    frames = list(synthetic.scene_frames(rng, 640, 360, frames=17))
+    same, noisy, blurred = (measures.Measures(np.array([60.0, 30.0, 30.0]), every=4) for _ in range(3))
+    for index, frame in enumerate(frames):
+        same.add(index, frame, frame)
+        noisy.add(index, frame, np.clip(frame + rng.normal(0, 25, frame.shape), 0, 255).astype(np.uint8))
+        blurred.add(index, frame, cv2.GaussianBlur(frame, (0, 0), 6))
+    plain = same.summary()
+    assert plain["flicker"] == pytest.approx(1.0)
+    assert plain["sharpness"] == pytest.approx(1.0) and plain["structure"] == pytest.approx(1.0)
+    assert plain["palette_before"] == pytest.approx(plain["palette_after"])
+    assert noisy.summary()["flicker"] > 4 and noisy.summary()["sharpness"] > 2
+    assert blurred.summary()["sharpness"] < 0.5 and blurred.summary()["structure"] < 0.95
+
+
+def test_tile_size_output_is_scaled_up_before_measuring():
+    """A global model's --detail 0 output comes at tile size: the meter scales it to the input's
+    size first, so a tile-size copy of the input measures as that copy scaled up."""
+    rng = np.random.default_rng(2)
+    frame = next(synthetic.scene_frames(rng, 640, 360, frames=1))
+    tile = cv2.resize(frame, (64, 36), interpolation=cv2.INTER_AREA)
+    meter = measures.Measures(every=1)
+    meter.add(0, frame, tile)
+    up = cv2.resize(tile, (640, 360), interpolation=cv2.INTER_CUBIC)
+    expected = measures.ssim(measures.luminance(frame), measures.luminance(up))
+    assert meter.summary()["structure"] == pytest.approx(expected)
+
+
+def independent_flicker(inputs, outputs, pairs):
+    """The contract's flicker computed another way: Farneback flow of the input, a forward-
+    backward check for reliable pixels, the previous output warped onto the current frame."""
+    total_in = total_out = 0.0
+    for i in pairs:
+        a, b = (cv2.cvtColor(inputs[k], cv2.COLOR_RGB2GRAY) for k in (i - 1, i))
+        back = cv2.calcOpticalFlowFarneback(b, a, None, 0.5, 5, 9, 5, 7, 1.5, 0)
+        forth = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 5, 9, 5, 7, 1.5, 0)
+        h, w = a.shape
+        x, y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        mx, my = x + back[..., 0], y + back[..., 1]
+        trip = cv2.remap(forth, mx, my, cv2.INTER_LINEAR)
+        ok = (np.hypot(*(back + trip).transpose(2, 0, 1)) < 0.5) & (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+        for frames, add in ((inputs, "in"), (outputs, "out")):
+            moved = cv2.remap(frames[i - 1].astype(np.float32), mx, my, cv2.INTER_LINEAR)
+            error = float(((frames[i].astype(np.float32) - moved)[ok] ** 2).mean())
+            if add == "in":
+                total_in += error
+            else:
+                total_out += error
+    return total_out / total_in
+
+
+def analysis(frames):
+    return [measures.analysis_size(f) for f in frames]
+
+
+def render(evaluated, source, out, *options):
+    stats = out.with_suffix(".json")
+    result = run_script("mogrify_video.py", source, out, "--models", evaluated["models"], "--crop", "none",
+                        "--stats", stats, "--crf", 12, *options)
+    return json.loads(stats.read_text()), result
+
+
+@pytest.fixture(scope="module")
+def wide_clip(tmp_path_factory):
+    """The synthetic scene at 640x360: the measures bring it down to the analysis size."""
+    path = tmp_path_factory.mktemp("wide") / "wide.mp4"
+    synthetic.write_video(str(path), seed=2, width=640, height=360, frames=33)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("detail", [0, 1])
+def test_flicker_agrees_with_an_independent_computation(tmp_path, evaluated, wide_clip, detail):
+    out = tmp_path / "out.mp4"
+    stats, result = render(evaluated, wide_clip, out, "--detail", detail, "--alpha", 0.5, "--beta", 1.0)
+    _, inputs = decode(wide_clip)
+    meta, outputs = decode(out)
+    assert outputs.shape == inputs.shape
+    every = 8  # mogrify's sampling for a clip of 33 frames: max(8, frames // 300)
+    pairs = range(every, len(outputs), every)
+    theirs = independent_flicker(analysis(inputs), analysis(outputs), pairs)
+    assert stats["flicker"] == pytest.approx(theirs, rel=0.25), (stats["flicker"], theirs)
+    # The measures of the file against its input, decoded independently of the render.
+    again = measures.measure_files(wide_clip, out, every=every)
+    assert again["flicker"] == pytest.approx(stats["flicker"], rel=0.25)
+    assert again["structure"] == pytest.approx(stats["structure"], abs=0.05)
+    assert {"texture_before", "texture_after", "sharpness"} <= set(stats)
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("texture distance to 'paintings' (patch statistics") for line in lines)
+    assert any(line.startswith("sharpness ") for line in lines)
+    assert not any("-" in line.split("(")[-1] and "closer" in line for line in lines)  # "farther", not "-N% closer"
+
+
+@pytest.mark.slow
+def test_flicker_falls_with_smoothing(tmp_path, evaluated, media):
+    """The shared clip made to flicker in brightness (the briefly trained model's output of the
+    plain clip hardly changes from frame to frame, so there would be nothing to even out):
+    --smooth 0.6 evens the output's flicker out, and the measure says so."""
+    clip = tmp_path / "flickering.mp4"
+    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-i", str(media["clip"]), "-vf",
+                    "eq=brightness='0.15*(2*mod(n,2)-1)':eval=frame", "-c:v", "libx264", "-crf", "12", str(clip)],
+                   check=True)
+    rates = {}
+    for smooth in (0, 0.6):
+        stats, _ = render(evaluated, clip, tmp_path / f"s{smooth}.mp4", "--smooth", smooth,
+                          "--alpha", 0.5, "--beta", 1.0, "--no-audio")
+        rates[smooth] = stats["flicker"]
+    assert rates[0.6] < 0.8 * rates[0], rates
+
+
+def test_tiles_for_the_texture_measure(tmp_path, evaluated, media):
+    """evaluate_embeddings.py writes up to 64 tiles per source; mogrify refuses a damaged file in
+    one line and leaves texture out, saying so, when a folder has none."""
+    with np.load(evaluated["models"] / "tiles.npz", allow_pickle=False) as data:
+        tiles = {name: data[name] for name in data.files}
+    assert set(tiles) == {"clip", "paintings"}
+    for array in tiles.values():
+        assert array.dtype == np.uint8 and array.shape[1:] == (36, 64, 3) and 0 < len(array) <= 64
+    reference = measures.style_reference(str(evaluated["models"]), {"paintings": 0.75, "clip": 0.25})
+    assert reference.count == 64
+    models = tmp_path / "models"
+    shutil.copytree(evaluated["models"], models)
+    (models / "tiles.npz").write_bytes(b"not a zip")
+    assert_one_line_error(run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", models,
+                                     check=False), "tiles.npz")
+    np.savez(models / "tiles.npz", clip=tiles["clip"])
+    assert_one_line_error(run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", models,
+                                     check=False), "tiles.npz", "paintings")
+    (models / "tiles.npz").unlink()
+    result = run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", models,
+                        "--stats", tmp_path / "o.json")
+    assert result.stderr.count("texture is left out") == 1
+    stats = json.loads((tmp_path / "o.json").read_text())
+    assert "texture_before" not in stats and "flicker" in stats and "sharpness" in stats
