@@ -202,24 +202,45 @@ def psnr(a, b):
     return float(10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b) ** 2)))
 
 
-def test_spatial_reconstructs_the_clip_better_than_global(media, exported, spatial):
-    """alpha = beta = 0, --detail 0: the spatial model run at the clip's own size against the
-    global model of the same training (60 steps of 16 tiles) at its tile size, scaled back up."""
-    import tensorflow as tf
+def render(models, source, out, *args):
+    run_script("mogrify_video.py", source, out, "--models", models, "--alpha", 0, "--beta", 0, "--smooth", 0,
+               "--crop", "none", "--stats", str(out) + ".json", *args)
+    return json.loads(open(str(out) + ".json").read())
+
+
+def test_spatial_render_reconstructs_the_clip_better_than_global(tmp_path, media, evaluated, spatial):
+    """alpha = beta = 0, --detail 0, through mogrify_video.py: the spatial model renders at the
+    clip's own size; the global model of the same training (60 steps of 16 tiles, the same
+    settings) renders at its tile size, scaled back up. Both outputs decoded independently."""
     _, frames = decode(media["clip"])
-    frames = frames[:, 10:80, 18:142]  # the picture inside the letterbox, cut to the tiles' aspect (124x70)
-    n, h, w, _ = frames.shape
-    x = frames.astype(np.float32) / 255
-    spatial_models = loaded_models(str(spatial["models"]))
-    encode, decode_ = (spatial_models[k].signatures["serving_default"] for k in ("encoder", "decoder"))
-    padded = np.pad(x, ((0, 0), (0, -h % D), (0, -w % D), (0, 0)), mode="edge")
-    out = decode_(z=encode(images=tf.constant(padded))["mean"])["images"].numpy()[:, :h, :w]
-    spatial_psnr = psnr(frames, np.clip(out, 0, 1) * 255)
-    global_models = loaded_models(str(exported["models"]))
-    encode, decode_ = (global_models[k].signatures["serving_default"] for k in ("encoder", "decoder"))
-    tiles = np.stack([cv2.resize(f, (64, 36), interpolation=cv2.INTER_AREA) for f in x])
-    small = decode_(z=encode(images=tf.constant(tiles))["mean"])["images"].numpy()
-    out = np.stack([cv2.resize(t, (w, h), interpolation=cv2.INTER_CUBIC) for t in small])
-    global_psnr = psnr(frames, np.clip(out, 0, 1) * 255)
-    print(f"reconstruction of the clip at {w}x{h}: spatial {spatial_psnr:.1f} dB, global {global_psnr:.1f} dB")
-    assert spatial_psnr > global_psnr + 5, (spatial_psnr, global_psnr)
+    picture = (slice(None), slice(10, 80))  # inside the letterbox
+    scores = {}
+    for name, models in (("spatial", spatial["models"]), ("global", evaluated["models"])):
+        stats = render(models, media["clip"], tmp_path / f"{name}.mp4")
+        meta, out = decode(tmp_path / f"{name}.mp4")
+        assert (meta.width, meta.height, len(out)) == (160, 90, len(frames))  # the input's own size, every frame
+        scores[name] = psnr(frames[picture], out[picture]), stats["structure"]
+        assert stats["render_size"] == ([160, 90] if name == "spatial" else [64, 36])
+    print(f"reconstruction of the clip at 160x90 (PSNR, structure): {scores}")
+    assert scores["spatial"][0] > scores["global"][0] + 3, scores
+    assert scores["spatial"][1] > scores["global"][1] + 0.05, scores
+
+
+def test_spatial_render_size_and_stills(tmp_path, media, evaluated, spatial):
+    """--render-size renders smaller and the output keeps the input's size; a still keeps its own
+    odd size; --render-size with a global model is one error line."""
+    stats = render(spatial["models"], media["clip"], tmp_path / "small.mp4", "--render-size", "80x80")
+    meta, out = decode(tmp_path / "small.mp4")
+    assert (meta.width, meta.height) == (160, 90) and stats["render_size"] == [80, 44]
+    _, frames = decode(media["clip"])
+    assert psnr(frames, out) > 12  # the same picture, scaled up
+    still = frames[20][:89, :151]  # odd sides
+    cv2.imwrite(str(tmp_path / "still.png"), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
+    stats = render(spatial["models"], tmp_path / "still.png", tmp_path / "still_out.png", "--detail", 1)
+    got = cv2.cvtColor(cv2.imread(str(tmp_path / "still_out.png")), cv2.COLOR_BGR2RGB)
+    assert got.shape == still.shape and stats["render_size"] == [151, 89]
+    assert np.abs(got.astype(int) - still).max() <= 1  # alpha = beta = 0 with --detail 1: the input itself
+    result = run_script("mogrify_video.py", media["clip"], tmp_path / "g.mp4", "--models", evaluated["models"],
+                        "--render-size", "80x45", check=False)
+    assert_one_line_error(result, "--render-size", "spatial")
+    assert not (tmp_path / "g.mp4").exists()
