@@ -6,7 +6,8 @@
 # doc/real_look.png).
 #   bash doc/real_run.sh [WORKDIR]     (about an hour on a 2-core CPU at the defaults)
 # On a GPU, larger settings run unchanged, e.g.:
-#   SIZE=320x180 VAE_STEPS=20000 SPATIAL_STEPS=20000 STYLE_STEPS=20000 BATCH=64 bash doc/real_run.sh
+#   SIZE=320x180 VAE_STEPS=20000 SPATIAL_STEPS=20000 STYLE_STEPS=20000 BATCH=64 \
+#   STYLE_ARGS='--batch-size 16' bash doc/real_run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || make .venv/.installed  # the same set-up as make demo and make test
@@ -16,8 +17,10 @@ WORK=${1:-/tmp/vae-real}
 SIZE=${SIZE:-128x72}
 VAE_STEPS=${VAE_STEPS:-1200}
 SPATIAL_STEPS=${SPATIAL_STEPS:-1500}
-STYLE_STEPS=${STYLE_STEPS:-1500}
+STYLE_STEPS=${STYLE_STEPS:-1200}
 BATCH=${BATCH:-32}
+# The style refiner's size: small enough for about 1 step/s on a 2-core CPU.
+STYLE_ARGS=${STYLE_ARGS:---filters 16 --blocks 3 --disc-filters 32 --batch-size 8}
 CLIP=$DATA/videos/bigbuckbunny.mp4
 mkdir -p "$WORK/wave" "$WORK/media"
 FFMPEG=$($PY -c "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())")
@@ -35,7 +38,7 @@ $PY train_vae.py --data "$TILES" --logdir "$WORK/log/spatial" --latent spatial -
 $PY export_graphs.py --vae "$WORK/log/spatial" --out "$WORK/spatial"
 $PY evaluate_embeddings.py --data "$TILES" --models "$WORK/spatial"
 $PY train_refiner.py --data "$TILES" --models "$WORK/spatial" --logdir "$WORK/log/style" --style wave \
-    --steps $STYLE_STEPS --identity-steps 200 --batch-size 16 --preview-every 250 --save-every 250
+    --steps $STYLE_STEPS --identity-steps 200 $STYLE_ARGS --preview-every 200 --save-every 200
 mkdir -p "$WORK/styled" && cp "$WORK/spatial/"*.json "$WORK/spatial/"*.npz "$WORK/styled/"
 $PY export_graphs.py --vae "$WORK/log/spatial" --refiner "$WORK/log/style" --out "$WORK/styled"
 

@@ -79,7 +79,7 @@ def render_settings(input_path, models, work, detail, smooth, alpha, beta):
 
 
 def look(input_path, models, work, out, frame, alpha, beta, smooths):
-    """look.png (one frame as input and at each --detail) and measures.md (the four measures
+    """look.png (one frame as input and at each --detail) and measures.md (the measures
     for each --detail and --smooth)."""
     os.makedirs(work, exist_ok=True)
     os.makedirs(out, exist_ok=True)
@@ -90,7 +90,7 @@ def look(input_path, models, work, out, frame, alpha, beta, smooths):
             renders[detail, smooth] = path
             rows.append((detail, smooth, stats))
             print(f"detail {detail} smooth {smooth}: " + ", ".join(f"{k} {stats[k]:.3g}" for k in
-                  ("structure", "palette_before", "palette_after", "flicker") if k in stats), file=sys.stderr)
+                  ("structure", "palette_after", "texture_after", "sharpness", "flicker") if k in stats), file=sys.stderr)
     smooth = 0.2 if 0.2 in smooths else smooths[0]
     panels = [("input", frame_at(input_path, frame))]
     panels += [(f"--detail {d:g}" + (" (the original look)" if d == 0 else ""), frame_at(renders[d, smooth], frame))
@@ -103,10 +103,12 @@ def look(input_path, models, work, out, frame, alpha, beta, smooths):
     fig.suptitle(f"alpha {alpha}, beta {beta}, smooth {smooth}")
     fig.savefig(os.path.join(out, "look.png"), dpi=100, bbox_inches="tight")
     plt.close(fig)
-    lines = ["| --detail | --smooth | structure | palette before | palette after | flicker |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {d:g} | {s:g} | {m.get('structure', float('nan')):.2f} | {m.get('palette_before', float('nan')):.1f} "
-              f"| {m.get('palette_after', float('nan')):.1f} | {m.get('flicker', float('nan')):.2f} |"
+    lines = ["| --detail | --smooth | structure | palette before | palette after | texture before | texture after "
+             "| sharpness | flicker |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    nan = float("nan")
+    lines += [f"| {d:g} | {s:g} | {m.get('structure', nan):.2f} | {m.get('palette_before', nan):.1f} "
+              f"| {m.get('palette_after', nan):.1f} | {m.get('texture_before', nan):.0f} "
+              f"| {m.get('texture_after', nan):.0f} | {m.get('sharpness', nan):.2f} | {m.get('flicker', nan):.2f} |"
               for d, s, m in rows]
     with open(os.path.join(out, "measures.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
