@@ -264,6 +264,17 @@ def measure_spatial(results, width, height, work, quick, say):
         fps = spatial_frame_rate(models, w, h, batch, calls=2 if quick else 4)
         results[f"spatial_frames_per_s_{w}x{h}"] = fps
         results[f"spatial_share_of_matmul_{w}x{h}"] = fps * flops_at(w, h) / (results["matmul_gflops"] * 1e9)
+    say("spatial mogrify end to end at the frame's size ...")
+    for w, h in ((640, 360), (1280, 720)):
+        clip = synthetic.write_video(os.path.join(work, f"spatial_{w}x{h}.mp4"), width=w, height=h,
+                                     frames=(24 if quick else 96) * 640 // w)
+        batch = mogrify.Session(models, fake_sources(models.codes, "x"), mogrify.Look(
+            latent.Strength("0.25"), latent.Strength("0.5")), 16).frames_per_call((w, h))
+        batched = inference_rate(models, batch, calls=2 if quick else 4, size=(w, h))
+        rate, _ = mogrify_rate(models, clip, os.path.join(work, f"spatial_{w}x{h}_out.mp4"), 16)
+        results[f"spatial_batched_render_per_s_{w}x{h}"] = batched
+        results[f"spatial_mogrify_frames_per_s_{w}x{h}"] = rate
+        results[f"spatial_mogrify_share_{w}x{h}"] = rate / batched
 
 
 def print_spatial(results, width, height):
@@ -271,6 +282,10 @@ def print_spatial(results, width, height):
           f"{width}x{height} ({results['spatial_train_share_of_matmul']:.2f} of matmul); encoder+decoder "
           + ", ".join(f"{results[f'spatial_frames_per_s_{s}']:.2f} frames/s at {s} "
                       f"({results[f'spatial_share_of_matmul_{s}']:.2f} of matmul)" for s in ("640x360", "1280x720")))
+    for size in ("640x360", "1280x720"):
+        print(f"spatial mogrify at {size}: {results[f'spatial_mogrify_frames_per_s_{size}']:.2f} frames/s end to end, "
+              f"{results[f'spatial_mogrify_share_{size}']:.2f} of the batched render "
+              f"({results[f'spatial_batched_render_per_s_{size}']:.2f}; target 0.85)")
 
 
 def merge_json(path, results):
@@ -295,9 +310,11 @@ def export_untrained(folder, height, width):
     return flops
 
 
-def inference_rate(models, batch, calls, detail=0.0):
-    """Frames/s of the batched model step alone (with detail, each frame is rendered twice)."""
-    frames = tf.cast(tf.random.uniform([batch, models.height, models.width, 3], maxval=255), tf.uint8)
+def inference_rate(models, batch, calls, detail=0.0, size=None):
+    """Frames/s of the batched model step alone (with detail, each frame is rendered twice), on
+    tiles or, for a spatial model, on frames of `size`."""
+    width, height = size or (models.width, models.height)
+    frames = tf.cast(tf.random.uniform([batch, height, width, 3], maxval=255), tf.uint8)
     zeros = np.zeros(models.codes, np.float32)
     render = mogrify.make_render(models, detail)
     strength = tf.fill([batch], 0.5)
