@@ -4,7 +4,7 @@ painting style, sound included."""
 import json
 import os
 
-from vae import cli, codecs, latent, mogrify, video
+from vae import cli, codecs, latent, live, mogrify, video
 
 
 def main(argv):
@@ -40,6 +40,14 @@ def main(argv):
     p.add_argument("--decoder", default="auto", choices=codecs.DECODERS,
                    help="video decoder: auto decodes on the NVIDIA card (-hwaccel cuda) when ffmpeg can open it, "
                         "else on the CPU")
+    p.add_argument("--live", action="store_true",
+                   help="render as it comes, dropping frames the models cannot keep up with (implied by a stream "
+                        "URL or capture device input; a file is read at its own rate, as a rehearsal); the output "
+                        "is a stream URL (udp, srt, tcp, rtmp) or an .mp4 or .ts file written as it goes")
+    p.add_argument("--source", metavar="NAME",
+                   help="live: the trained source whose mean code is removed (default: a running mean of the input's)")
+    p.add_argument("--reconnect", type=float, default=10.0, metavar="SECONDS",
+                   help="live: how long to wait for an input that drops out before the run ends")
     cli.unsafe_models_flag(p)
     args = p.parse_args(argv)
     if not 0 <= args.smooth < 1:
@@ -58,6 +66,8 @@ def main(argv):
                         args.detail, args.smooth, args.style)
     crop = video.parse_crop(args.crop)
     audio_track = None if args.no_audio else args.audio_track
+    if args.live or live.is_live_input(args.input):
+        return live_main(args, look, codec_args, encoder_note)
     # Before TensorFlow's seconds of start-up, so that a typo fails at once.
     found, sources = mogrify.check_request(args.input, args.output, args.models, look.styles, start=args.start,
                                            duration=args.duration, audio_track=audio_track)
@@ -93,6 +103,46 @@ def main(argv):
     width, height = result["size"]
     print(f"wrote {args.output}: {width}x{height}, {result['frames']} frame(s), styled toward {result['style']!r}")
     report("", result)
+    if args.stats:
+        write_stats(args.stats, result)
+    return 0
+
+
+def live_main(args, look, codec_args, encoder_note):
+    """A live run: the input opened (or its one error line) before TensorFlow's start-up."""
+    cli.raise_on_sigterm()
+    for given, name in ((args.start, "--start"), (args.duration, "--duration"), (args.inset or None, "--inset")):
+        if given is not None:
+            raise cli.UserError(f"{name} is not available live")
+    if args.crop not in ("auto", "none"):
+        raise cli.UserError("--crop is not available live (the whole frame is rendered)")
+    found, sources = live.check_request(args.input, args.output, args.models, look.styles, args.source,
+                                        args.reconnect)
+    audio_track = None if args.no_audio else args.audio_track
+    source = live.LiveSource(args.input, (found[0]["width"], found[0]["height"]), full=bool(look.detail),
+                             audio_track=audio_track, reconnect=args.reconnect).start()
+    try:
+        width, height = source.wait_ready()
+        cli.quiet_tensorflow()
+        from vae import device, export
+        batch_size = args.batch_size or mogrify.default_batch_size()
+        device.report(batch_size=batch_size)
+        if encoder_note:
+            cli.info(encoder_note)
+        models = export.Models(args.models, unsafe=args.unsafe_models, found=found)
+        session = mogrify.Session(models, sources, look, batch_size)
+        styler = live.session_styler(session, args.source)
+        if os.environ.get("VAE_LIVE_SLOW_SECONDS"):  # tests and the benchmark: a model that cannot keep up
+            styler = live.slow_styler(styler, float(os.environ["VAE_LIVE_SLOW_SECONDS"]))
+        sink = live.Sink(args.output, styler.frame_size(width, height), (width, height), source,
+                         codec_args=codec_args, crf=args.crf, preset=args.preset)
+        cli.info(f"live: {args.input} ({width}x{height}{', with sound' if source.has_audio else ''}) -> "
+                 f"{args.output}, shift from {args.source or 'its own running mean'} toward {session.style!r} "
+                 f"(alpha {look.alpha}, beta {look.beta}, detail {look.detail}); Ctrl-C ends it")
+        result = live.run(source, styler, sink, batch_size)
+    finally:
+        source.close()
+    print(f"wrote {args.output}: {live.Meter.line(result)} over {result['seconds']:.1f} s ({result['stopped']})")
     if args.stats:
         write_stats(args.stats, result)
     return 0
