@@ -119,13 +119,13 @@ def live_main(args, look, codec_args, encoder_note):
     found, sources = live.check_request(args.input, args.output, args.models, look.styles, args.source,
                                         args.reconnect)
     audio_track = None if args.no_audio else args.audio_track
+    batch_size = args.batch_size or live.BATCH_SIZE
     source = live.LiveSource(args.input, (found[0]["width"], found[0]["height"]), full=bool(look.detail),
-                             audio_track=audio_track, reconnect=args.reconnect).start()
+                             audio_track=audio_track, reconnect=args.reconnect, depth=batch_size).start()
     try:
         width, height = source.wait_ready()
         cli.quiet_tensorflow()
         from vae import device, export
-        batch_size = args.batch_size or mogrify.default_batch_size()
         device.report(batch_size=batch_size)
         if encoder_note:
             cli.info(encoder_note)

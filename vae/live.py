@@ -47,6 +47,9 @@ STALL_SECONDS = 2.0  # a connection silent this long has dropped out
 AUDIO_RATE, AUDIO_CHANNELS = 48000, 2
 AUDIO_CHUNK = 1024  # samples per block read and muxed: about 21 ms
 KEYFRAME_SECONDS = 1
+# Frames per model call, and frames waiting at most: the delay is about two batches, so live
+# batches are smaller than a file's (mogrify.default_batch_size).
+BATCH_SIZE = 8
 
 
 def _scheme(text):
@@ -273,7 +276,7 @@ class LiveSource:
     goes to `chunks` (a bounded deque the sink empties), on the same clock as the frames' times.
     """
 
-    def __init__(self, text, tile, full=False, audio_track=0, reconnect=10.0, depth=16):
+    def __init__(self, text, tile, full=False, audio_track=0, reconnect=10.0, depth=BATCH_SIZE):
         self.text, self.tile, self.full, self.reconnect, self.depth = text, tile, full, reconnect, depth
         self.audio_track = audio_track
         self.device = _device(text)
@@ -679,7 +682,7 @@ def run(source, styler, sink, batch_size, meter=None):
     encoder by a second thread. Returns the meter's figures; the output is finished either way."""
     meter = meter or Meter()
     producer = source.producer
-    meter.start(source.read, producer.dropped)
+    meter.start(source.read - producer.queue.qsize(), producer.dropped)  # the waiting frames are the run's
     interrupted = False
 
     def hand_over(batch):
