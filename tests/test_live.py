@@ -125,12 +125,11 @@ def test_udp_in_and_out_gives_back_the_input_frames_in_sync_and_ctrl_c_ends_it(e
         time.sleep(6)
         run.proc.send_signal(signal.SIGINT)
         status, stdout = run.finish()
+        time.sleep(1)
     finally:
-        camera.kill()
-        run.proc.kill()
-    time.sleep(1)
-    player.kill()  # a TS recording is whole up to its last packet
-    player.wait()
+        for proc in (camera, run.proc, player):  # a TS recording is whole up to its last packet
+            proc.kill()
+            proc.wait()
     assert status == 0, run.stderr
     assert "Traceback" not in run.stderr and "error:" not in run.stderr, run.stderr
     assert "interrupted" in stdout and "dropped" in stdout, stdout

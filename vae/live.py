@@ -152,6 +152,7 @@ class _Connection:
         self.full_size = full if isinstance(full, tuple) else None
         self.sized = threading.Event()
         self.lines = collections.deque(maxlen=20)
+        self.header = []  # what ffmpeg says of the input, up to its stream mapping
         self.stamps = collections.deque()
         self.no_audio = False
         self.time_base = 1e-6
@@ -200,6 +201,10 @@ class _Connection:
             if base and int(base.group(1)) and int(base.group(2)):
                 self.time_base = int(base.group(1)) / int(base.group(2))
                 continue
+            if line.startswith("Stream mapping:"):
+                output = -1
+            elif output is None:
+                self.header.append(line)
             heading = re.match(r"Output #(\d+)", line)
             if heading:
                 output = int(heading.group(1))
@@ -390,7 +395,7 @@ class LiveSource:
 
     def _shown_size(self, connection):
         """Without full-size frames, the shown size from the input's description ffmpeg printed."""
-        text = "\n".join(connection.lines)
+        text = "\n".join(connection.header)
         try:
             meta = video.parse_probe(self.text, text)
             w, h = meta.display_size
