@@ -42,7 +42,10 @@ OUTPUT_FORMATS = {"udp": "mpegts", "srt": "mpegts", "tcp": "mpegts", "rtmp": "fl
 DEVICE_FORMATS = ("v4l2", "avfoundation", "dshow", "x11grab", "gdigrab")
 # A recording written as it goes: each fragment (MP4) or packet (TS) is complete once written.
 FILE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".ts": "mpegts", ".m2ts": "mpegts"}
-OPEN_SECONDS = 5.0  # an input that gives no picture this long after it is opened cannot be opened
+# An input that gives no picture this long cannot be opened. Within it, an input that was reached
+# but gave no picture (a stream joined between keyframes, whose picture size ffmpeg could not
+# find yet) is tried again; one that could not be reached at all (refused, no such device) is not.
+OPEN_SECONDS = 8.0
 STALL_SECONDS = 2.0  # a connection silent this long has dropped out
 AUDIO_RATE, AUDIO_CHANNELS = 48000, 2
 AUDIO_CHUNK = 1024  # samples per block read and muxed: about 21 ms
@@ -184,7 +187,8 @@ class _Connection:
             os.close(fd)
         self.full_stream = open(full_read, "rb", buffering=0) if full else None
         self.audio_stream = open(audio_read, "rb", buffering=0) if audio_track is not None else None
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self.stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self.stderr_reader.start()
         if self.audio_stream:
             threading.Thread(target=self._read_audio, daemon=True).start()
 
@@ -231,7 +235,8 @@ class _Connection:
         """The last thing ffmpeg complained about, without its [component @ 0x...] prefixes."""
         for line in reversed(self.lines):
             text = re.sub(r"^(\[[^]]*\] *)+", "", line).strip()
-            if text and not text.startswith(("Stream", "Input", "Output", "Metadata", "Duration", "Program")):
+            if text and not text.startswith(("Stream", "Input", "Output", "Metadata", "Duration", "Program",
+                                             "Error opening input")):  # the cause is said before these
                 return text
         return None
 
@@ -268,6 +273,7 @@ class _Connection:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.stderr_reader.join(2)  # all it said, before anyone asks why it ended
         for stream in (self.proc.stdout, self.full_stream):
             if stream:
                 stream.close()
@@ -334,10 +340,13 @@ class LiveSource:
 
     def _frames(self):
         index, last, anchor, lost_at = 0, None, None, None
-        audio_track = self.audio_track
+        audio_track, began = self.audio_track, time.monotonic()
         while not self.stopping.is_set():
             connection = self._connect(audio_track)
-            wait = OPEN_SECONDS if lost_at is None else max(0.5, lost_at + self.reconnect - time.monotonic())
+            if lost_at is None:
+                wait = max(0.5, began + OPEN_SECONDS - time.monotonic())
+            else:
+                wait = max(0.5, lost_at + self.reconnect - time.monotonic())
             got = 0
             try:
                 for image, pts, duration, full in connection.frames(wait):
@@ -370,7 +379,12 @@ class LiveSource:
                 self.has_audio = False
                 continue
             if index == 0:
-                why = connection.reason() or f"no picture within {OPEN_SECONDS:g} s"
+                reached = any(line.startswith("Input #") for line in connection.header)
+                if reached and time.monotonic() - began < OPEN_SECONDS:
+                    self.stopping.wait(0.2)
+                    continue
+                why = connection.reason() if not reached or connection.proc.returncode not in (0, -9) else None
+                why = why or f"no picture within {OPEN_SECONDS:g} s"
                 raise UserError(f"{self.text}: cannot open it: {why}")
             now = time.monotonic()
             if lost_at is None:
