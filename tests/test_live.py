@@ -112,7 +112,7 @@ def clicks(path):
     return onsets / 48000
 
 
-def test_udp_in_and_out_gives_back_the_input_frames_in_sync_and_ctrl_c_ends_it(evaluated, tmp_path):
+def test_udp_in_and_out_gives_back_the_input_frames_in_sync_and_sigterm_ends_it(evaluated, tmp_path):
     port_in, port_out = free_port(), free_port()
     recording = tmp_path / "received.ts"
     player = receive(port_out, recording)
@@ -123,7 +123,7 @@ def test_udp_in_and_out_gives_back_the_input_frames_in_sync_and_ctrl_c_ends_it(e
         run.wait_for("Ctrl-C ends it")
         run.wait_for("live: in ")  # the status line: frames are going through
         time.sleep(6)
-        run.proc.send_signal(signal.SIGINT)
+        run.proc.send_signal(signal.SIGTERM)  # as a service manager stops it
         status, stdout = run.finish()
         time.sleep(1)
     finally:
@@ -166,19 +166,20 @@ def test_a_slow_model_drops_frames_and_a_recording_plays_after_sigint(evaluated,
     port = free_port()
     out = tmp_path / "show.mp4"
     camera = send(port, 60, sound=False)
-    run = Live(f"udp://127.0.0.1:{port}", out, "--models", evaluated["models"], "--batch-size", 4,
+    run = Live(f"udp://127.0.0.1:{port}", out, "--models", evaluated["models"], "--batch-size", 4, "--source", "clip",
                "--stats", tmp_path / "stats.json", env={"VAE_LIVE_SLOW_SECONDS": "0.4"})  # 10 frames/s at most
     try:
         run.wait_for("Ctrl-C ends it")
         run.wait_for("live: in ")
         time.sleep(6)
         assert out.exists() and out.stat().st_size > 0  # written under its final name as it goes
-        run.proc.send_signal(signal.SIGINT)
+        run.proc.send_signal(signal.SIGINT)  # Ctrl-C
         status, stdout = run.finish()
     finally:
         camera.kill()
         run.proc.kill()
     assert status == 0, run.stderr
+    assert "shift from clip" in run.stderr
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["dropped"] > 0.3 * stats["frames_in"], stats  # 25 come, at most 10 go through
     assert stats["delay_p95"] < 3, stats  # two batches and the encoder, not the whole backlog

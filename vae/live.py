@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vae import video
-from vae.cli import UserError, info, warn
+from vae.cli import UserError, info
 from vae.pipeline import Consumer, Producer
 
 STREAM_SCHEMES = ("udp", "srt", "rtmp", "rtmps", "rtsp", "rtsps", "http", "https", "tcp", "rtp")
@@ -299,6 +299,7 @@ class LiveSource:
         self.has_audio = audio_track is not None
         self.read = 0  # frames that arrived
         self.producer = None
+        self.say = info  # run() hands this to the meter, so that a message never lands inside the status line
 
     def input_args(self):
         low_latency = ["-fflags", "nobuffer", "-flags", "low_delay", "-probesize", "500000",
@@ -359,7 +360,7 @@ class LiveSource:
                             self.has_audio = self.has_audio and not connection.no_audio
                             self.ready.set()
                         if lost_at is not None:
-                            info(f"{self.text}: input back after {arrived - lost_at:.1f} s")
+                            self.say(f"{self.text}: input back after {arrived - lost_at:.1f} s")
                             lost_at = None
                     got += 1
                     t = pts + connection.offset
@@ -390,10 +391,11 @@ class LiveSource:
             if lost_at is None:
                 lost_at = now
                 why = connection.reason() if connection.proc.returncode not in (0, -9) else None
-                warn(f"{self.text}: the input dropped out ({why or 'no frames for ' + format(STALL_SECONDS, 'g') + ' s'});"
-                     f" reconnecting for up to {self.reconnect:g} s")
+                why = why or f"no frames for {STALL_SECONDS:g} s"
+                self.say(f"warning: {self.text}: the input dropped out ({why}); reconnecting for up to "
+                         f"{self.reconnect:g} s")
             if now - lost_at >= self.reconnect:
-                warn(f"{self.text}: not back after {self.reconnect:g} s; ending the run")
+                self.say(f"warning: {self.text}: not back after {self.reconnect:g} s; ending the run")
                 return
             self.stopping.wait(0.3)  # a refused connection is tried again a few times a second
 
@@ -562,6 +564,7 @@ class Meter:
         self.delay_sum = 0.0
         self.recent = collections.deque(maxlen=500)  # (hand-over time, delay) for the status line
         self.first_out = None
+        self.lock = threading.Lock()
 
     def start(self, read, dropped):
         """Count from here: what came and was dropped while the models loaded is not the run's."""
@@ -613,11 +616,16 @@ class Meter:
             return
         self.shown = now
         text = "live: " + self.line(self.figures(recent=True))
-        if self.tty:
-            self.stream.write("\r" + text + "\x1b[K")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        with self.lock:
+            self.stream.write("\r" + text + "\x1b[K" if self.tty else text + "\n")
+            self.stream.flush()
+
+    def say(self, message):
+        """A message of its own line, from any thread; on a terminal the status line is wiped
+        first and shown again at the next tick."""
+        with self.lock:
+            self.stream.write(("\r\x1b[K" if self.tty else "") + message + "\n")
+            self.stream.flush()
 
     def close(self):
         if self.tty:
@@ -700,6 +708,7 @@ def run(source, styler, sink, batch_size, meter=None):
     Ctrl-C or SIGTERM: whatever frames are waiting, up to a batch, styled and handed to the
     encoder by a second thread. Returns the meter's figures; the output is finished either way."""
     meter = meter or Meter()
+    source.say = meter.say
     producer = source.producer
     meter.start(source.read - producer.queue.qsize(), producer.dropped)  # the waiting frames are the run's
     interrupted = False
