@@ -121,9 +121,10 @@ def live_main(args, look, codec_args, encoder_note):
     audio_track = None if args.no_audio else args.audio_track
     batch_size = args.batch_size or live.BATCH_SIZE
     source = live.LiveSource(args.input, (found[0]["width"], found[0]["height"]), full=bool(look.detail),
-                             audio_track=audio_track, reconnect=args.reconnect, depth=batch_size).start()
+                             audio_track=audio_track, reconnect=args.reconnect, depth=batch_size)
+    if not source.rehearsal:  # a camera or stream is opened first: its error comes before TensorFlow
+        source.start().wait_ready()
     try:
-        width, height = source.wait_ready()
         cli.quiet_tensorflow()
         from vae import device, export
         device.report(batch_size=batch_size)
@@ -134,6 +135,9 @@ def live_main(args, look, codec_args, encoder_note):
         styler = live.session_styler(session, args.source)
         if os.environ.get("VAE_LIVE_SLOW_SECONDS"):  # tests and the benchmark: a model that cannot keep up
             styler = live.slow_styler(styler, float(os.environ["VAE_LIVE_SLOW_SECONDS"]))
+        if source.rehearsal:  # a file waits for the models, so that none of it plays unseen
+            source.start().wait_ready()
+        width, height = source.size
         sink = live.Sink(args.output, styler.frame_size(width, height), (width, height), source,
                          codec_args=codec_args, crf=args.crf, preset=args.preset)
         cli.info(f"live: {args.input} ({width}x{height}{', with sound' if source.has_audio else ''}) -> "

@@ -229,3 +229,17 @@ def test_an_input_that_cannot_be_opened_is_one_error_line(evaluated, tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "mogrify_video.py"), "udp://127.0.0.1:5000",
                              tmp_path / "out.avi", "--models", evaluated["models"]], capture_output=True, text=True)
     assert_one_line_error(result, "out.avi", ".mp4")
+
+
+def test_a_file_with_live_is_a_rehearsal_read_at_its_own_rate(evaluated, media, tmp_path):
+    out = tmp_path / "rehearsal.ts"
+    run = Live(media["clip"], out, "--models", evaluated["models"], "--live", "--stats", tmp_path / "stats.json")
+    status, stdout = run.finish(timeout=120)
+    assert status == 0, run.stderr
+    assert "input ended" in stdout
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    source, clip_frames = decode(media["clip"])
+    meta, frames = decode(out)
+    assert stats["frames_in"] == len(clip_frames)  # every frame of it came: the models were ready first
+    assert len(frames) == stats["frames_out"] >= 0.8 * len(clip_frames)
+    assert meta.has_audio and (meta.width, meta.height) == (source.width, source.height)

@@ -327,6 +327,14 @@ class LiveSource:
                     raise UserError(f"{self.text}: the input ended before its first frame")
         return self.size
 
+    def baseline(self):
+        """(frames read, frames dropped) before the run proper: a camera's or stream's frames that
+        came while the models loaded are not the run's (those still waiting are); a rehearsal's
+        are all its own."""
+        if self.rehearsal:
+            return 0, 0
+        return self.read - self.producer.queue.qsize(), self.producer.dropped
+
     def stop(self):
         self.stopping.set()
 
@@ -664,6 +672,9 @@ class _SessionStyler:
             return both[:n] - detail * both[n:], mean
 
         self.step = step
+        # Traced now, so that the first live frames do not wait for it (and are not dropped).
+        step(np.zeros((1, models.height, models.width, 3), np.uint8), np.zeros(1, np.float32),
+             np.zeros(1, np.float32), self.mean, np.float32(0))
 
     def frame_size(self, width, height):
         return (width - width % 2, height - height % 2) if self.look.detail else self.session.tile_size
@@ -710,7 +721,7 @@ def run(source, styler, sink, batch_size, meter=None):
     meter = meter or Meter()
     source.say = meter.say
     producer = source.producer
-    meter.start(source.read - producer.queue.qsize(), producer.dropped)  # the waiting frames are the run's
+    meter.start(*source.baseline())
     interrupted = False
 
     def hand_over(batch):
