@@ -11,7 +11,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from conftest import ROOT, assert_error_before_tensorflow, assert_one_line_error, decode
 from vae import video
@@ -53,8 +52,11 @@ class Live:
         self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "mogrify_video.py"), *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                                      env={**os.environ, **(env or {})})
-        self.lines, self.changed = [], threading.Condition()
-        threading.Thread(target=self._collect, daemon=True).start()
+        self.lines, self.changed, self.stdout = [], threading.Condition(), []
+        self.readers = [threading.Thread(target=self._collect, daemon=True),
+                        threading.Thread(target=lambda: self.stdout.append(self.proc.stdout.read()), daemon=True)]
+        for reader in self.readers:
+            reader.start()
 
     def _collect(self):
         for line in self.proc.stderr:
@@ -69,9 +71,10 @@ class Live:
         assert any(text in line for line in self.lines), self.stderr
 
     def finish(self, timeout=60):
-        stdout = self.proc.communicate(timeout=timeout)[0]
-        time.sleep(0.1)  # the last stderr lines
-        return self.proc.returncode, stdout
+        self.proc.wait(timeout)
+        for reader in self.readers:  # to the end of both pipes
+            reader.join(10)
+        return self.proc.returncode, "".join(self.stdout)
 
     @property
     def stderr(self):

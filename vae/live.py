@@ -240,22 +240,19 @@ class _Connection:
                 return text
         return None
 
-    def _read(self, stream, shape):
-        return video._read_exactly(stream, shape)
-
     def frames(self, first_seconds, stall_seconds=STALL_SECONDS):
         """(tile, time, duration, full) until the input ends, stops sending, or `stopping`."""
         tw, th = self.tile
         wait = first_seconds
         while _readable(self.proc.stdout.fileno(), wait, self.stopping):
-            image = self._read(self.proc.stdout, (th, tw, 3))
+            image = video._read_exactly(self.proc.stdout, (th, tw, 3))
             if image is None:
                 return
             full = None
             if self.full_stream is not None:
                 if not self.sized.wait(10) or not self.full_size:
                     return
-                full = self._read(self.full_stream, (self.full_size[1], self.full_size[0], 3))
+                full = video._read_exactly(self.full_stream, (self.full_size[1], self.full_size[0], 3))
                 if full is None:
                     return
             for _ in range(100):  # ffmpeg prints a frame's showinfo line before it writes the frame
@@ -312,6 +309,8 @@ class LiveSource:
         scheme = _scheme(self.text)
         extra = {"udp": ["-overrun_nonfatal", "1", "-fifo_size", "100000"],
                  "rtsp": ["-rtsp_flags", "prefer_tcp"]}.get(scheme, [])
+        if ".m3u8" in self.text:  # HLS comes a segment at a time: paced, or each would be a burst and a gap
+            extra = ["-re"]
         return [*low_latency, *extra, "-i", self.text]
 
     def start(self):
