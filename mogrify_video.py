@@ -111,13 +111,9 @@ def main(argv):
 def live_main(args, look, codec_args, encoder_note):
     """A live run: the input opened (or its one error line) before TensorFlow's start-up."""
     cli.raise_on_sigterm()
-    for given, name in ((args.start, "--start"), (args.duration, "--duration"), (args.inset or None, "--inset")):
-        if given is not None:
-            raise cli.UserError(f"{name} is not available live")
-    if args.crop not in ("auto", "none"):
-        raise cli.UserError("--crop is not available live (the whole frame is rendered)")
     found, sources = live.check_request(args.input, args.output, args.models, look.styles, args.source,
-                                        args.reconnect)
+                                        args.reconnect, start=args.start, duration=args.duration,
+                                        inset=args.inset, crop=args.crop)
     audio_track = None if args.no_audio else args.audio_track
     batch_size = args.batch_size or live.BATCH_SIZE
     source = live.LiveSource(args.input, (found[0]["width"], found[0]["height"]), full=bool(look.detail),

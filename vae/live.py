@@ -89,11 +89,17 @@ def output_format(text):
     return FILE_FORMATS[extension]
 
 
-def check_request(input_text, output_text, models_dir, styles, source_name=None, reconnect=10.0):
+def check_request(input_text, output_text, models_dir, styles, source_name=None, reconnect=10.0, start=None,
+                  duration=None, inset=False, crop="auto"):
     """Everything about a live run that needs no TensorFlow (cf. mogrify.check_request): the
-    input and output, the models folder, the --style and --source names. Returns
-    (safety.read_models_folder's answer, the sources)."""
+    input and output, the options a live run has not, the models folder, the --style and
+    --source names. Returns (safety.read_models_folder's answer, the sources)."""
     from vae import latent, safety
+    for given, name in ((start, "--start"), (duration, "--duration"), (inset or None, "--inset")):
+        if given is not None:
+            raise UserError(f"{name} is not available live")
+    if crop not in ("auto", "none"):
+        raise UserError("--crop is not available live (the whole frame is rendered)")
     if reconnect is None or not reconnect >= 0:
         raise UserError("--reconnect must be at least 0 seconds")
     live_input = is_live_input(input_text)
@@ -125,6 +131,17 @@ class _Chunk(NamedTuple):
     connection: object  # its `offset` puts the chunk on the run's clock
     time: float  # on the connection's clock
     data: bytes
+
+
+def _complaint(lines):
+    """The last thing ffmpeg complained about, in one line without its [component @ 0x...]
+    prefixes; None if it said nothing."""
+    for line in reversed(lines):
+        text = re.sub(r"^(\[[^]]*\] *)+", "", line).strip()
+        if text and not text.startswith(("Stream", "Input", "Output", "Metadata", "Duration", "Program",
+                                         "Error opening input", "Error opening output file")):
+            return text  # the cause is said before those summaries
+    return None
 
 
 def _readable(fd, seconds, stopping):
@@ -232,13 +249,7 @@ class _Connection:
             samples += len(data) // (AUDIO_CHANNELS * 2)
 
     def reason(self):
-        """The last thing ffmpeg complained about, without its [component @ 0x...] prefixes."""
-        for line in reversed(self.lines):
-            text = re.sub(r"^(\[[^]]*\] *)+", "", line).strip()
-            if text and not text.startswith(("Stream", "Input", "Output", "Metadata", "Duration", "Program",
-                                             "Error opening input")):  # the cause is said before these
-                return text
-        return None
+        return _complaint(self.lines)
 
     def frames(self, first_seconds, stall_seconds=STALL_SECONDS):
         """(tile, time, duration, full) until the input ends, stops sending, or `stopping`."""
@@ -501,7 +512,9 @@ class Sink:
                 self.proc.stdin.write(chunk)
         except (BrokenPipeError, ValueError):
             self.proc.wait()
-            raise UserError(f"{self.target}: ffmpeg stopped encoding: {self.errors.text() or 'no reason given'}")
+            self.errors.join(2)
+            why = _complaint(self.errors.lines) or "no reason given"
+            raise UserError(f"{self.target}: ffmpeg stopped encoding: {why}")
 
     @staticmethod
     def _ticks(seconds):
@@ -550,7 +563,8 @@ class Sink:
             self.proc.kill()
             status = self.proc.wait()
         if status != 0:
-            raise UserError(f"{self.target}: ffmpeg failed to encode: {self.errors.text() or status}")
+            self.errors.join(2)
+            raise UserError(f"{self.target}: ffmpeg failed to encode: {_complaint(self.errors.lines) or status}")
 
 
 class Meter:
