@@ -4,7 +4,7 @@ painting style, sound included."""
 import json
 import os
 
-from vae import cli, codecs, latent, mogrify, video
+from vae import cli, codecs, latent, live, mogrify, video
 
 
 def main(argv):
@@ -43,6 +43,14 @@ def main(argv):
     p.add_argument("--decoder", default="auto", choices=codecs.DECODERS,
                    help="video decoder: auto decodes on the NVIDIA card (-hwaccel cuda) when ffmpeg can open it, "
                         "else on the CPU")
+    p.add_argument("--live", action="store_true",
+                   help="render as it comes, dropping frames the models cannot keep up with (implied by a stream "
+                        "URL or capture device input; a file is read at its own rate, as a rehearsal); the output "
+                        "is a stream URL (udp, srt, tcp, rtmp) or an .mp4 or .ts file written as it goes")
+    p.add_argument("--source", metavar="NAME",
+                   help="live: the trained source whose mean code is removed (default: a running mean of the input's)")
+    p.add_argument("--reconnect", type=float, default=10.0, metavar="SECONDS",
+                   help="live: how long to wait for an input that drops out before the run ends")
     cli.unsafe_models_flag(p)
     args = p.parse_args(argv)
     if not 0 <= args.smooth < 1:
@@ -63,6 +71,12 @@ def main(argv):
                                    inset=args.inset, audio_track=None if args.no_audio else args.audio_track,
                                    preset=args.preset, crf=args.crf, codec_args=codec_args,
                                    decoder_args=decoder_args)
+    if args.live or live.is_live_input(args.input):
+        result = live.render(args, look, codec_args, encoder_note)
+        print(f"wrote {args.output}: {live.Meter.line(result)} over {result['seconds']:.1f} s ({result['stopped']})")
+        if args.stats:
+            write_stats(args.stats, result)
+        return 0
     # Before TensorFlow's seconds of start-up, so that a typo fails at once.
     request = mogrify.check_request(args.input, args.output, args.models, look.styles, options)
     meta = request.found[0]

@@ -2,6 +2,7 @@
 """Measure the pipeline against this machine's own limits and print a table (and write JSON).
 
     python bench/benchmark.py [--json bench/results.json] [--size 320x180] [--quick]
+    python bench/benchmark.py --live   # 60 s of a 640x360 udp stream through mogrify_video.py --live
 
 Figures are ratios to what the same machine does in the same run (float32 matmul FLOP/s,
 batched model frames/s, ffmpeg's own decode time), so they mean something on a shared box.
@@ -10,9 +11,11 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -318,7 +321,7 @@ def inference_rate(models, batch, calls, detail=0.0, size=None):
     zeros = np.zeros(models.codes, np.float32)
     render = mogrify.make_render(models, detail)
     strength = tf.fill([batch], 0.5)
-    return best_rate(lambda: [render(frames, strength, strength, zeros, zeros).numpy() for _ in range(calls)],
+    return best_rate(lambda: [render(frames, strength, strength, zeros, zeros, 0.0)[0].numpy() for _ in range(calls)],
                      batch * calls)
 
 
@@ -391,6 +394,63 @@ def peak_rss_mb(cmd):
     return int(out.stdout.strip()) / 1024
 
 
+def rss_mb(pid):
+    """Resident memory of a running process, in MB (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def live_figures(work, tile, seconds=60, detail=1.0, say=print):
+    """mogrify_video.py --live on loopback: a 640x360 25 fps testsrc2 stream sent over udp by
+    ffmpeg, styled by an untrained model of `tile` size, sent on over udp to an ffmpeg that
+    throws it away; `seconds` of it counted from the first styled frame. Returns the run's
+    figures (--stats) with the script's memory after 10 s and at the end."""
+    w, h = tile
+    models = os.path.join(work, f"live-{w}x{h}")
+    if not os.path.isdir(models):
+        export_untrained(models, h, w)
+        latent.save_embeddings(models, fake_sources(512, "camera"))
+    port_in, port_out = 47310, 47311
+    ffmpeg = video.ffmpeg_exe()
+    player = subprocess.Popen([ffmpeg, "-v", "error", "-i", f"udp://127.0.0.1:{port_out}", "-f", "null", "-"])
+    camera = subprocess.Popen([ffmpeg, "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25", "-f",
+                               "lavfi", "-i", "sine=f=440:r=48000", "-c:v", "libx264", "-preset", "ultrafast", "-tune",
+                               "zerolatency", "-g", "25", "-c:a", "aac", "-f", "mpegts",
+                               f"udp://127.0.0.1:{port_in}?pkt_size=1316"])
+    stats = os.path.join(work, "live.json")
+    run = subprocess.Popen([sys.executable, os.path.join(ROOT, "mogrify_video.py"), f"udp://127.0.0.1:{port_in}",
+                            f"udp://127.0.0.1:{port_out}", "--models", models, "--live", "--detail", str(detail),
+                            "--stats", stats], stderr=subprocess.PIPE, text=True)
+    memory = {}
+    try:
+        for line in run.stderr:
+            if "Ctrl-C ends it" in line:
+                break
+        threading.Thread(target=run.stderr.read, daemon=True).start()  # drained: the status lines
+        began = time.monotonic()
+        time.sleep(10)
+        memory["10s"] = rss_mb(run.pid)
+        time.sleep(max(0, seconds - 10))
+        memory[f"{seconds}s"] = rss_mb(run.pid)
+        run.send_signal(signal.SIGINT)
+        run.wait(60)
+    finally:
+        for proc in (run, camera, player):
+            proc.kill()
+            proc.wait()
+    with open(stats) as f:
+        figures = json.load(f)
+    figures["memory_mb"] = {k: round(v, 1) for k, v in memory.items()}
+    figures["measured_s"] = round(time.monotonic() - began, 1)
+    return figures
+
+
+def print_live(f, tile):
+    print(f"live, 640x360 25 fps over udp through a {tile[0]}x{tile[1]} model: {f['fps']:.1f} frames/s out, "
+          f"{100 * f['dropped_share']:.1f}% dropped, delay {f['delay_mean']:.3f} s mean, {f['delay_p95']:.3f} s p95, "
+          f"memory " + ", ".join(f"{v:.0f} MB after {k}" for k, v in f["memory_mb"].items()))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"))
@@ -400,6 +460,9 @@ def main():
     p.add_argument("--spatial", action="store_true",
                    help="measure only the spatial VAE: training, encoder+decoder at 640x360 and 1280x720 (and merge "
                         "into --json)")
+    p.add_argument("--live", action="store_true",
+                   help="measure only live rendering: a 640x360 stream over udp for 60 s through a demo-size (64x36) "
+                        "model (and merge into --json)")
     args = p.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     frames = 200 if args.quick else 1000
@@ -407,6 +470,14 @@ def main():
                           f"TensorFlow {tf.__version__}", "tile": f"{width}x{height}"}
     work = tempfile.mkdtemp(prefix="vae-bench.")
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+
+    if args.live:
+        tile = (64, 36)
+        say("live: 60 s of a udp stream ...")
+        results["live"] = live_figures(work, tile, seconds=20 if args.quick else 60, say=say)
+        print_live(results["live"], tile)
+        merge_json(args.json, results)
+        return
 
     if args.spatial:
         say("matmul ...")

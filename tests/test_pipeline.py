@@ -107,3 +107,47 @@ def test_abandon_never_hangs_even_with_a_full_queue():
     release.set()
     consumer.thread.join(5)
     assert not consumer.thread.is_alive()
+
+
+def test_drop_oldest_never_blocks_the_source_and_counts_what_it_drops():
+    producer = Producer(iter(range(100)), depth=4, drop_oldest=True)
+    producer.thread.join(5)  # nobody takes: the thread still runs to the end of its items
+    assert not producer.thread.is_alive()
+    got = producer.take(10)
+    assert got == list(range(97, 100))  # the newest wait, with the end behind them
+    assert producer.dropped == 97  # the end, too, pushed out the oldest item
+    assert producer.take(10) == [] and producer.ended
+    producer.close()
+
+
+def test_take_returns_what_is_waiting_up_to_the_batch():
+    release = threading.Event()
+
+    def items():
+        yield from range(5)
+        release.wait(5)
+        yield 5
+
+    producer = Producer(items(), depth=10)
+    time.sleep(0.3)
+    assert producer.take(3) == [0, 1, 2]
+    assert producer.take(10) == [3, 4]  # whatever is there, without waiting for a full batch
+    assert producer.take(10, timeout=0.1) == [] and not producer.ended  # nothing yet, not the end
+    release.set()
+    assert producer.take(10, timeout=5) == [5]
+    assert producer.take(10, timeout=5) == [] and producer.ended
+    producer.close()
+
+
+def test_take_raises_the_error_after_the_items_before_it():
+    def items():
+        yield 1
+        raise ValueError("input lost")
+
+    producer = Producer(items(), drop_oldest=True)
+    time.sleep(0.2)
+    assert producer.take(10) == [1]
+    with pytest.raises(ValueError, match="input lost"):
+        producer.take(10)
+    assert producer.take(10) == []
+    producer.close()

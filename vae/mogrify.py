@@ -103,10 +103,12 @@ def default_batch_size():
 
 
 def make_render(models, detail):
-    """The batched model step: uint8 frames, per-frame alpha and beta and the two means in; the
-    float `part` out, at the frames' size.
+    """The batched model step: uint8 frames, per-frame alpha and beta, the source and style means
+    and `own_weight` in; the float `part` at the frames' size and the source mean used out.
 
-    A spatial model takes frames of any size: they are padded (mirrored) to a multiple of its
+    The source mean used is `(1 - own_weight) * source_mean + own_weight * mean(codes of these
+    frames)`: 0 for a known mean, more for a live input's running mean of its own codes. A
+    spatial model takes frames of any size: they are padded (mirrored) to a multiple of its
     downsample factor and the render is cut back. With detail the unshifted codes are rendered
     in the same call (one batch of twice the size), so the models run once per batch."""
     import tensorflow as tf
@@ -115,8 +117,9 @@ def make_render(models, detail):
     code = tf.TensorSpec([models.codes], tf.float32)
     strength = tf.TensorSpec([None], tf.float32)
 
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8), strength, strength, code, code])
-    def render(frames, alpha, beta, source_mean, style_mean):
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8), strength, strength, code, code,
+                                  tf.TensorSpec([], tf.float32)])
+    def render(frames, alpha, beta, source_mean, style_mean, own_weight):
         x = tf.cast(frames, tf.float32) / 255.0
         size = None
         if spatial:
@@ -125,13 +128,15 @@ def make_render(models, detail):
             x = tf.pad(x, [[0, 0], [0, (-height) % d], [0, (-width) % d], [0, 0]], mode="SYMMETRIC")
             size = (width, height)
         z, _ = models.encode(x)
+        axes = list(range(len(z.shape) - 1))  # frames and a code map's positions
+        source_mean = (1 - own_weight) * source_mean + own_weight * tf.reduce_mean(z, axes)
         per_frame = [-1] + [1] * (len(z.shape) - 1)  # the means broadcast over a code map's positions
         shifted = z - tf.reshape(alpha, per_frame) * source_mean + tf.reshape(beta, per_frame) * style_mean
         if not detail:
-            return models.render(shifted, size)
+            return models.render(shifted, size), source_mean
         both = models.render(tf.concat([shifted, z], 0), size)
         n = tf.shape(z)[0]
-        return both[:n] - detail * both[n:]
+        return both[:n] - detail * both[n:], source_mean
 
     return render
 
@@ -193,8 +198,8 @@ class Session:
         pixels = render_size[0] * render_size[1] * (2 if self.look.detail else 1)
         return max(1, min(self.batch_size, budget // pixels))
 
-    def styler(self, source_mean, shown, even_sides=True):
-        return Styler(self, source_mean, shown, even_sides)
+    def styler(self, source_mean, shown, even_sides=True, start=0.0):
+        return Styler(self, source_mean, shown, even_sides, start)
 
     def source_mean(self, path, own_mean):
         """The trained source named by the file's stem, or else the input's own mean code."""
@@ -226,24 +231,23 @@ class Styler:
     `run(frames)` calls the models on a batch (the caller's thread); `finish(frames, parts)` blends
     each part with the previous frame's and adds the detail, in order (another thread may do it);
     `style(frames)` is both. Frames are vae.video.Frame: `image` at the render size, `full` the
-    shown frame when that is another size (needed for --detail)."""
+    shown frame when that is another size (needed for --detail). Keyframe times count from
+    `start` (None: the first frame's time). `source_mean` None: a running mean of the frames' own
+    codes (live), a plain average over the first `horizon` frames and then slowly forgetting."""
 
-    def __init__(self, session, source_mean, shown, even_sides=True, start=0.0):
+    def __init__(self, session, source_mean, shown, even_sides=True, start=0.0, horizon=750):
         self.session, self.look = session, session.look
         self.render_size = session.render_size(shown, even_sides)
         self.even_sides = even_sides  # video: yuv420p needs them; a still keeps its own size
         self.output_size = fit(shown, None, even_sides)
         self.same_size = self.render_size == self.output_size
         self.batch_size = session.frames_per_call(self.render_size)
-        self.start = start  # keyframes count from here
-        self.set_source_mean(source_mean)
+        self.start = start
+        self.running = source_mean is None
+        self.source_mean = np.zeros(session.models.codes, np.float32) if self.running else \
+            np.asarray(source_mean, np.float32)
         self.style_mean = np.asarray(session.style_mean, np.float32)
-        self.previous = None
-
-    def set_source_mean(self, source_mean):
-        """A new source mean takes effect at the next batch without tracing again (live runs
-        update a running mean)."""
-        self.source_mean = np.asarray(source_mean, np.float32)
+        self.seen, self.horizon, self.previous = 0, horizon, None
 
     @property
     def frame_size(self):
@@ -256,10 +260,22 @@ class Styler:
         """Whether the source must hand over the shown frame beside the render-size one."""
         return bool(self.look.detail) and not self.same_size
 
+    def warm_up(self):
+        """Trace the model step now, so that the first frames of a live input do not wait for it."""
+        width, height = self.render_size
+        self.session.render(np.zeros((1, height, width, 3), np.uint8), np.zeros(1, np.float32),
+                            np.zeros(1, np.float32), self.source_mean, self.style_mean, np.float32(0))
+
     def run(self, frames):
+        if self.start is None:
+            self.start = frames[0].time
         seconds = [f.time - self.start for f in frames]
-        parts = self.session.render(np.stack([f.image for f in frames]), self.look.alpha.at(seconds),
-                                    self.look.beta.at(seconds), self.source_mean, self.style_mean)
+        weight = len(frames) / (min(self.seen, self.horizon) + len(frames)) if self.running else 0.0
+        parts, mean = self.session.render(np.stack([f.image for f in frames]), self.look.alpha.at(seconds),
+                                          self.look.beta.at(seconds), self.source_mean, self.style_mean,
+                                          np.float32(weight))
+        if self.running:
+            self.source_mean, self.seen = mean.numpy(), self.seen + len(frames)
         return parts.numpy()
 
     def finish(self, frames, parts):
@@ -381,7 +397,7 @@ def render_video(session, input_path, output_path, options=VideoOptions(), meta=
         return mean
 
     source_mean, source_label = session.source_mean(input_path, own_mean)
-    styler = session.styler(source_mean, shown)
+    styler = session.styler(source_mean, shown, start=meta.start)  # keyframes count from the input's start
     look = session.look
     info(f"{meta.path}: {meta.width}x{meta.height} as shown at {float(meta.fps):.3g} fps, crop {crop}, rendered at "
          f"{render_size[0]}x{render_size[1]} ({styler.batch_size} a call), shift from {source_label} toward "

@@ -11,14 +11,31 @@ class Producer:
     An error in the thread is raised once in the consumer, which then sees the end; close()
     stops the thread and closes the iterable there (a generator that owns an ffmpeg process
     kills it on close).
+
+    With drop_oldest (a live source, which cannot be paused) the thread never waits: when the
+    queue is full the oldest waiting item is thrown away and counted in `dropped`, so what the
+    consumer takes is at most `depth` items old.
     """
 
-    def __init__(self, iterable, depth=3):
+    def __init__(self, iterable, depth=3, drop_oldest=False):
         self.queue = queue.Queue(depth)
         self.stopped = threading.Event()
         self.ended = False
+        self.drop_oldest, self.dropped = drop_oldest, 0
         self.thread = threading.Thread(target=self._run, args=(iterable,), daemon=True)
         self.thread.start()
+
+    def _offer_dropping(self, item):
+        while True:
+            try:
+                self.queue.put_nowait(item)
+                return True
+            except queue.Full:
+                try:
+                    self.queue.get_nowait()
+                    self.dropped += 1  # only this thread writes it
+                except queue.Empty:  # the consumer took one meanwhile
+                    pass
 
     def _offer(self, item):
         while not self.stopped.is_set():
@@ -30,13 +47,15 @@ class Producer:
         return False
 
     def _run(self, iterable):
+        offer = self._offer
         try:
+            offer = self._offer_dropping if self.drop_oldest else self._offer
             for item in iterable:
-                if not self._offer(item):
+                if self.stopped.is_set() or not offer(item):
                     break
-            self._offer(_END)
+            offer(_END)
         except BaseException as e:  # handed to the consumer
-            self._offer(e)
+            offer(e)
         finally:
             close = getattr(iterable, "close", None)
             if close:
@@ -45,12 +64,41 @@ class Producer:
     def __iter__(self):
         while not self.ended:
             item = self.queue.get()
-            if item is _END or isinstance(item, BaseException):
-                self.ended = True  # a second pass ends at once instead of waiting for nothing
-                if item is not _END:
-                    raise item
+            if self._finished(item):
                 return
             yield item
+
+    def _finished(self, item):
+        if item is _END or isinstance(item, BaseException):
+            self.ended = True  # a second pass ends at once instead of waiting for nothing
+            if item is not _END:
+                raise item
+            return True
+        return False
+
+    def take(self, max_items, timeout=None):
+        """Whatever items are waiting, at least one and up to max_items: the first waited for
+        (up to `timeout` seconds: then []), the rest only if already there. [] at the end, after
+        the thread's error (if any) was raised once."""
+        if self.ended:
+            return []
+        try:
+            first = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        if self._finished(first):
+            return []
+        items = [first]
+        while len(items) < max_items:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _END or isinstance(item, BaseException):
+                self.queue.put(item)  # the end (or error) comes at the next take, after these items
+                break
+            items.append(item)
+        return items
 
     def close(self):
         self.stopped.set()

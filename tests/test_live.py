@@ -1,0 +1,248 @@
+"""mogrify_video.py --live on loopback, with ffmpeg alone as the camera and the player: frames
+come back by their index, a slow model drops frames instead of falling behind, Ctrl-C leaves a
+playable recording, a dropped input is reconnected, and the sound stays with the picture."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from conftest import ROOT, assert_error_before_tensorflow, assert_one_line_error, decode
+from vae import video
+
+W, H, FPS, BITS = 160, 90, 25, 8
+# Frame N shows N in binary as 8 vertical bars (bit k bright in bar k): it survives two H.264
+# encodes, and 256 frames are 10 s before an index repeats.
+PATTERN = (f"color=black:s={W}x{H}:r={FPS},format=yuv420p,"
+           rf"geq=lum='if(bitand(N\,pow(2\,floor(X*{BITS}/W)))\,235\,16)':cb=128:cr=128")
+# A quiet tone with a loud click at every whole second.
+SOUND = r"aevalsrc='0.1*sin(2*PI*440*t)+if(lt(mod(t\,1)\,0.004)\,0.8\,0)':s=48000:c=mono"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def send(port, seconds, sound=True):
+    """An ffmpeg 'camera' streaming the numbered frames (and the clicks) over udp in real time."""
+    graph = f"{PATTERN}[out0]" + (f";{SOUND}[out1]" if sound else "")
+    cmd = [video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", graph,
+           "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
+           "-crf", "10", *(["-c:a", "aac"] if sound else []), "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"]
+    return subprocess.Popen(cmd)
+
+
+def receive(port, path):
+    """An ffmpeg 'player' recording what arrives on a udp port, as it is."""
+    return subprocess.Popen([video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                             "-i", f"udp://127.0.0.1:{port}", "-c", "copy", "-f", "mpegts", str(path)])
+
+
+class Live:
+    """mogrify_video.py running in the background, its stderr collected line by line."""
+
+    def __init__(self, *args, env=None):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "mogrify_video.py"), *map(str, args)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                     env={**os.environ, **(env or {})})
+        self.lines, self.changed, self.stdout = [], threading.Condition(), []
+        self.readers = [threading.Thread(target=self._collect, daemon=True),
+                        threading.Thread(target=lambda: self.stdout.append(self.proc.stdout.read()), daemon=True)]
+        for reader in self.readers:
+            reader.start()
+
+    def _collect(self):
+        for line in self.proc.stderr:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+
+    def wait_for(self, text, timeout=90):
+        with self.changed:
+            assert self.changed.wait_for(lambda: any(text in line for line in self.lines) or
+                                         self.proc.poll() is not None, timeout), self.stderr
+        assert any(text in line for line in self.lines), self.stderr
+
+    def finish(self, timeout=60):
+        self.proc.wait(timeout)
+        for reader in self.readers:  # to the end of both pipes
+            reader.join(10)
+        return self.proc.returncode, "".join(self.stdout)
+
+    @property
+    def stderr(self):
+        return "".join(self.lines)
+
+
+def indices(frames):
+    """The number each frame shows, read from its bars (None where they are unreadable)."""
+    out = []
+    for frame in frames:
+        h, w = frame.shape[:2]
+        bars = [frame[h // 4:3 * h // 4, int((k + 0.3) * w / BITS):int((k + 0.7) * w / BITS)].mean()
+                for k in range(BITS)]
+        clear = all(v < 70 or v > 180 for v in bars)
+        out.append(sum(1 << k for k, v in enumerate(bars) if v > 128) if clear else None)
+    return out
+
+
+def pattern(index):
+    """What frame `index` looks like, as RGB (the video-range levels 16 and 235 as decoded)."""
+    bars = np.array([255 if index >> k & 1 else 0 for k in range(BITS)], np.uint8)
+    return np.repeat(np.repeat(bars, W // BITS)[None, :, None], H, 0).repeat(3, 2)
+
+
+def timed_frames(path):
+    meta = video.probe(str(path))
+    return list(video.read_frames(meta, (meta.width, meta.height), video.Crop()))
+
+
+def clicks(path):
+    """The times (file clock) where the recording's sound clicks."""
+    pcm = subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-copyts",
+                          "-i", str(path), "-map", "0:a:0", "-af", "aresample=async=1:first_pts=0", "-ac", "1",
+                          "-ar", "48000", "-f", "s16le", "-"], capture_output=True, check=True).stdout
+    x = np.abs(np.frombuffer(pcm, np.int16).astype(np.float32) / 32768)
+    loud = np.flatnonzero(x > 0.4)
+    onsets = loud[np.concatenate([[True], np.diff(loud) > 4800])]  # a click, then at least 0.1 s of tone
+    return onsets / 48000
+
+
+def test_udp_in_and_out_gives_back_the_input_frames_in_sync_and_sigterm_ends_it(evaluated, tmp_path):
+    port_in, port_out = free_port(), free_port()
+    recording = tmp_path / "received.ts"
+    player = receive(port_out, recording)
+    camera = send(port_in, 60)
+    run = Live(f"udp://127.0.0.1:{port_in}", f"udp://127.0.0.1:{port_out}", "--models", evaluated["models"],
+               "--detail", 1, "--alpha", 0, "--beta", 0, "--stats", tmp_path / "stats.json")
+    try:
+        run.wait_for("Ctrl-C ends it")
+        run.wait_for("live: in ")  # the status line: frames are going through
+        time.sleep(6)
+        run.proc.send_signal(signal.SIGTERM)  # as a service manager stops it
+        status, stdout = run.finish()
+        time.sleep(1)
+    finally:
+        for proc in (camera, run.proc, player):  # a TS recording is whole up to its last packet
+            proc.kill()
+            proc.wait()
+    assert status == 0, run.stderr
+    assert "Traceback" not in run.stderr and "error:" not in run.stderr, run.stderr
+    assert "interrupted" in stdout and "dropped" in stdout, stdout
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["frames_out"] >= 50 and stats["frames_out"] <= stats["frames_in"]
+    assert 0 < stats["delay_mean"] <= stats["delay_p95"] < 3  # generous: bounded, not a speed figure
+
+    frames = timed_frames(recording)
+    assert len(frames) >= 50
+    numbers = indices([f.image for f in frames])
+    assert sum(n is not None for n in numbers) >= 0.95 * len(frames)
+    for frame, number in zip(frames, numbers):  # the input's own pictures, at the input's size
+        if number is not None:
+            assert frame.image.shape == (H, W, 3)
+            assert np.abs(frame.image.astype(int) - pattern(number)).mean() < 12
+    # Each output frame keeps its input timestamp: time minus index/fps is one constant offset.
+    known = [(f.time, n) for f, n in zip(frames, numbers) if n is not None]
+    unwrapped, turns, previous = [], 0, None
+    for t, n in known:
+        if previous is not None and n < previous - 128:
+            turns += 1
+        previous = n
+        unwrapped.append((t, n + 256 * turns))
+    offsets = np.array([t - n / FPS for t, n in unwrapped])
+    assert np.ptp(offsets) < 0.02, offsets
+    # The sound: the click of every whole second of the input at the frame of that second.
+    heard = clicks(recording)
+    assert len(heard) >= 4, heard
+    lag = (heard - offsets.mean() + 0.5) % 1 - 0.5  # 0 when a click is at the time of its frame
+    assert np.abs(lag).max() < 0.08, (heard, offsets.mean())
+
+
+def test_a_slow_model_drops_frames_and_a_recording_plays_after_sigint(evaluated, tmp_path):
+    port = free_port()
+    out = tmp_path / "show.mp4"
+    camera = send(port, 60, sound=False)
+    run = Live(f"udp://127.0.0.1:{port}", out, "--models", evaluated["models"], "--batch-size", 4, "--source", "clip",
+               "--stats", tmp_path / "stats.json", env={"VAE_LIVE_SLOW_SECONDS": "0.4"})  # 10 frames/s at most
+    try:
+        run.wait_for("Ctrl-C ends it")
+        run.wait_for("live: in ")
+        time.sleep(6)
+        assert out.exists() and out.stat().st_size > 0  # written under its final name as it goes
+        run.proc.send_signal(signal.SIGINT)  # Ctrl-C
+        status, stdout = run.finish()
+    finally:
+        camera.kill()
+        run.proc.kill()
+    assert status == 0, run.stderr
+    assert "shift from clip" in run.stderr
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["dropped"] > 0.3 * stats["frames_in"], stats  # 25 come, at most 10 go through
+    assert stats["delay_p95"] < 3, stats  # two batches and the encoder, not the whole backlog
+    meta, frames = decode(out)
+    assert (meta.width, meta.height) == (W, H) and len(frames) >= 10
+    assert frames.std() > 5  # a picture, not a blank
+
+
+def test_an_input_that_drops_out_is_reconnected_then_the_run_ends(evaluated, tmp_path):
+    port = free_port()
+    out = tmp_path / "show.ts"
+    first = send(port, 60, sound=False)
+    run = Live(f"udp://127.0.0.1:{port}", out, "--models", evaluated["models"], "--reconnect", 4)
+    second = None
+    try:
+        run.wait_for("Ctrl-C ends it")
+        time.sleep(2)
+        first.kill()
+        run.wait_for("dropped out")
+        second = send(port, 4, sound=False)  # back within the limit
+        run.wait_for("input back")
+        second.wait(30)
+        status, stdout = run.finish(timeout=60)  # gone again: after 4 s the run ends by itself
+    finally:
+        first.kill()
+        if second:
+            second.kill()
+        run.proc.kill()
+    assert status == 0, run.stderr
+    assert "not back after 4 s" in run.stderr and "input ended" in stdout, run.stderr
+    frames = timed_frames(out)
+    times = [f.time for f in frames]
+    assert all(b > a for a, b in zip(times, times[1:]))  # one clock across the gap
+    gaps = np.diff(times)
+    assert gaps.max() > 1, "the second connection's frames come after a gap"
+    assert (np.array(times) > times[int(np.argmax(gaps))]).sum() >= 25  # a second or more from it
+
+
+def test_an_input_that_cannot_be_opened_is_one_error_line(evaluated, tmp_path):
+    began = time.monotonic()
+    assert_error_before_tensorflow("mogrify_video.py", f"udp://127.0.0.1:{free_port()}", tmp_path / "out.ts",
+                                   "--models", evaluated["models"], fragments=["cannot open it", "no picture"])
+    assert time.monotonic() - began < 30
+    assert_error_before_tensorflow("mogrify_video.py", "tcp://127.0.0.1:9", tmp_path / "out.ts",
+                                   "--models", evaluated["models"], fragments=["cannot open it"])
+    assert not (tmp_path / "out.ts").exists()
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "mogrify_video.py"), "udp://127.0.0.1:5000",
+                             tmp_path / "out.avi", "--models", evaluated["models"]], capture_output=True, text=True)
+    assert_one_line_error(result, "out.avi", ".mp4")
+
+
+def test_a_file_with_live_is_a_rehearsal_read_at_its_own_rate(evaluated, media, tmp_path):
+    out = tmp_path / "rehearsal.ts"
+    run = Live(media["clip"], out, "--models", evaluated["models"], "--live", "--stats", tmp_path / "stats.json")
+    status, stdout = run.finish(timeout=120)
+    assert status == 0, run.stderr
+    assert "input ended" in stdout
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    source, clip_frames = decode(media["clip"])
+    meta, frames = decode(out)
+    assert stats["frames_in"] == len(clip_frames)  # every frame of it came: the models were ready first
+    assert len(frames) == stats["frames_out"] >= 0.8 * len(clip_frames)
+    assert meta.has_audio and (meta.width, meta.height) == (source.width, source.height)
