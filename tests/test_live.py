@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from conftest import ROOT, assert_error_before_tensorflow, assert_one_line_error, decode
+from conftest import ROOT, assert_error_before_tensorflow, assert_one_line_error, decode, run_script
 from vae import video
 
 W, H, FPS, BITS = 160, 90, 25, 8
@@ -246,3 +246,21 @@ def test_a_file_with_live_is_a_rehearsal_read_at_its_own_rate(evaluated, media, 
     assert stats["frames_in"] == len(clip_frames)  # every frame of it came: the models were ready first
     assert len(frames) == stats["frames_out"] >= 0.8 * len(clip_frames)
     assert meta.has_audio and (meta.width, meta.height) == (source.width, source.height)
+
+
+def test_a_spatial_model_renders_live_at_the_frame_size(spatial, media, tmp_path):
+    """A spatial model live sees the shown picture itself (no tiles): with --detail 1 and alpha =
+    beta = 0 every output frame is an input frame, at the input's size."""
+    out = tmp_path / "spatial.ts"
+    run = Live(media["clip"], out, "--models", spatial["models"], "--live", "--detail", 1, "--alpha", 0,
+               "--beta", 0, "--stats", tmp_path / "stats.json")
+    status, _ = run.finish(timeout=120)
+    assert status == 0, run.stderr
+    _, sent = decode(media["clip"])
+    meta, frames = decode(out)
+    assert (meta.width, meta.height) == (160, 90) and len(frames) >= 0.8 * len(sent)
+    errors = [min(np.mean((f.astype(float) - s) ** 2) for s in sent) for f in frames]
+    assert 10 * np.log10(255 ** 2 / max(np.median(errors), 1e-9)) > 30
+    result = run_script("mogrify_video.py", media["clip"], tmp_path / "x.ts", "--models", spatial["models"], "--live",
+                        "--render-size", "80x45", check=False)
+    assert_one_line_error(result, "--render-size", "live")

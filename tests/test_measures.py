@@ -172,12 +172,16 @@ def test_tiles_for_the_texture_measure(tmp_path, evaluated, media):
     (models / "tiles.npz").write_bytes(b"not a zip")
     assert_one_line_error(run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", models,
                                      check=False), "tiles.npz")
-    np.savez(models / "tiles.npz", clip=tiles["clip"])
+    np.savez(models / "tiles.npz", clip=tiles["clip"], elsewhere=tiles["clip"])  # a source it does not know
     assert_one_line_error(run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", models,
-                                     check=False), "tiles.npz", "paintings")
-    (models / "tiles.npz").unlink()
-    result = run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", models,
-                        "--stats", tmp_path / "o.json")
-    assert result.stderr.count("texture is left out") == 1
-    stats = json.loads((tmp_path / "o.json").read_text())
-    assert "texture_before" not in stats and "flicker" in stats and "sharpness" in stats
+                                     check=False), "tiles.npz", "elsewhere")
+    for present in (True, False):  # no tiles of the style (paintings), or no tiles.npz at all
+        if present:
+            np.savez(models / "tiles.npz", clip=tiles["clip"])
+        else:
+            (models / "tiles.npz").unlink()
+        result = run_script("mogrify_video.py", media["clip"], tmp_path / f"o{present}.mp4", "--models", models,
+                            "--stats", tmp_path / "o.json")
+        assert result.stderr.count("texture is left out") == 1
+        stats = json.loads((tmp_path / "o.json").read_text())
+        assert "texture_before" not in stats and "flicker" in stats and "sharpness" in stats

@@ -71,7 +71,7 @@ def test_spatial_training(spatial):
     losses = [v for _, v in scalars["loss"]]
     assert np.mean(losses[-2:]) < 0.5 * losses[0], losses
     for (_, total), (_, rec), (_, kl) in zip(scalars["loss"], scalars["reconstruction_loss"], scalars["kl_loss"]):
-        assert total == pytest.approx(rec + kl, rel=1e-4)
+        assert total == pytest.approx(rec + 0.05 * kl, rel=1e-4)  # SPATIAL_TRAINING's --kl-weight
     assert event_images(spatial["vae"])["preview"] == [20, 40, 60]
     preview = cv2.imread(str(spatial["vae"] / "previews" / "step_00000060.png"))
     assert preview is not None and preview.std() > 10

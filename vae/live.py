@@ -90,12 +90,13 @@ def output_format(text):
 
 
 def check_request(input_text, output_text, models_dir, styles, source_name=None, reconnect=10.0, start=None,
-                  duration=None, inset=False, crop="auto"):
+                  duration=None, inset=False, crop="auto", render_size=None):
     """Everything about a live run that needs no TensorFlow (cf. mogrify.check_request): the
     input and output, the options a live run has not, the models folder, the --style and
     --source names. Returns (safety.read_models_folder's answer, the sources)."""
     from vae import latent, safety
-    for given, name in ((start, "--start"), (duration, "--duration"), (inset or None, "--inset")):
+    for given, name in ((start, "--start"), (duration, "--duration"), (inset or None, "--inset"),
+                        (render_size, "--render-size")):
         if given is not None:
             raise UserError(f"{name} is not available live")
     if crop not in ("auto", "none"):
@@ -113,8 +114,6 @@ def check_request(input_text, output_text, models_dir, styles, source_name=None,
         if not live_input and os.path.abspath(input_text) == os.path.abspath(output_text):
             raise UserError(f"{output_text}: that is the input; give another output name")
     found = safety.read_models_folder(models_dir)
-    if found[0].get("latent", "global") != "global":
-        raise UserError(f"{models_dir}: live rendering takes a global-code model for now")
     sources = latent.load_embeddings(models_dir, found[0]["codes"])
     latent.mix_styles(sources, styles)  # refuses unknown names before TensorFlow starts
     if source_name is not None and source_name not in sources:
@@ -171,20 +170,24 @@ class _Connection:
         self.closed = False
         self.full_size = full if isinstance(full, tuple) else None
         self.sized = threading.Event()
+        if self.full_size:  # a reconnection: the size is the first connection's, known already
+            self.sized.set()
         self.lines = collections.deque(maxlen=20)
         self.header = []  # what ffmpeg says of the input, up to its stream mapping
         self.stamps = collections.deque()
         self.no_audio = False
         self.time_base = 1e-6
-        tw, th = tile
         shown = "scale='trunc(iw*sar/2)*2':'trunc(ih/2)*2',setsar=1"  # square pixels, even size
         if self.full_size:  # a reconnection keeps the first connection's size, whatever comes now
             shown = f"scale={self.full_size[0]}:{self.full_size[1]},setsar=1"
         raw = ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24"]
-        tile_chain = f"scale={tw}:{th}:flags=area,showinfo=checksum=0"
         cmd = [video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "info", "-nostats", *input_args]
         fds, self._write_ends = [], []
-        if full:
+        tile_chain = None if tile is None else f"scale={tile[0]}:{tile[1]}:flags=area,showinfo=checksum=0"
+        if tile is None:  # a spatial model renders the shown picture itself: no tile, no second picture
+            full = False
+            cmd += ["-filter_complex", f"[0:v:0]{shown},showinfo=checksum=0[tile]", "-map", "[tile]", *raw, "pipe:1"]
+        elif full:
             cmd += ["-filter_complex", f"[0:v:0]{shown},split[t][f];[t]{tile_chain}[tile]",
                     "-map", "[tile]", *raw, "pipe:1"]
             full_read, full_write = os.pipe()
@@ -229,7 +232,8 @@ class _Connection:
             heading = re.match(r"Output #(\d+)", line)
             if heading:
                 output = int(heading.group(1))
-            size = re.search(r"Stream #1:0: Video: .*?, (\d+)x(\d+)[ ,\[]", line) if output == 1 else None
+            picture = 0 if self.tile is None else 1  # the output whose size is the shown one
+            size = re.search(rf"Stream #{picture}:0: Video: .*?, (\d+)x(\d+)[ ,\[]", line) if output == picture else None
             if size and not self.full_size:
                 self.full_size = (int(size.group(1)), int(size.group(2)))
                 self.sized.set()
@@ -253,9 +257,11 @@ class _Connection:
 
     def frames(self, first_seconds, stall_seconds=STALL_SECONDS):
         """(tile, time, duration, full) until the input ends, stops sending, or `stopping`."""
-        tw, th = self.tile
         wait = first_seconds
         while _readable(self.proc.stdout.fileno(), wait, self.stopping):
+            if self.tile is None and (not self.sized.wait(10) or not self.full_size):
+                return
+            tw, th = self.tile or self.full_size
             image = video._read_exactly(self.proc.stdout, (th, tw, 3))
             if image is None:
                 return
@@ -354,7 +360,8 @@ class LiveSource:
             self.producer.close()
 
     def _connect(self, audio_track):
-        full = self.size if (self.full and self.size) else self.full
+        # A reconnection keeps the first connection's shown size (the styler and the sink have it).
+        full = self.size if ((self.full or self.tile is None) and self.size) else self.full
         return _Connection(self.input_args(), self.tile, full, audio_track, self.chunks, self.stopping)
 
     def _frames(self):
@@ -661,10 +668,13 @@ def render(args, look, codec_args, encoder_note):
     from vae import cli, mogrify
     cli.raise_on_sigterm()
     found, sources = check_request(args.input, args.output, args.models, look.styles, args.source, args.reconnect,
-                                   start=args.start, duration=args.duration, inset=args.inset, crop=args.crop)
+                                   start=args.start, duration=args.duration, inset=args.inset, crop=args.crop,
+                                   render_size=args.render_size)
     audio_track = None if args.no_audio else args.audio_track
     batch_size = args.batch_size or BATCH_SIZE
-    source = LiveSource(args.input, (found[0]["width"], found[0]["height"]), full=bool(look.detail),
+    # A global model sees tiles (and --detail the shown picture beside them); a spatial one the shown picture.
+    tile = None if found[0].get("latent", "global") == "spatial" else (found[0]["width"], found[0]["height"])
+    source = LiveSource(args.input, tile, full=bool(look.detail),
                         audio_track=audio_track, reconnect=args.reconnect, depth=batch_size)
     if not source.rehearsal:  # a camera or stream is opened first: its error comes before TensorFlow
         source.start().wait_ready()

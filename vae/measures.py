@@ -219,7 +219,7 @@ def style_reference(models_dir, style_weights, seed=SEED):
     rng = np.random.default_rng(seed)
     chosen = []
     for name, weight in style_weights.items():
-        if weight <= 0:
+        if weight <= 0 or name not in tiles:  # a source without tiles: the others stand for the style
             continue
         pool = tiles[name]
         want = max(1, round(weight * REFERENCE_TILES))

@@ -172,8 +172,8 @@ class Session:
         self.texture = measures.style_reference(getattr(models, "folder", None) or ".",
                                                 latent.style_weights(sources, look.styles))
         if self.texture is None:
-            info("the models folder has no tiles.npz (evaluate_embeddings.py writes it): "
-                 "texture is left out of the measures")
+            info(f"the models folder has no tiles of {self.style!r} in tiles.npz (evaluate_embeddings.py writes "
+                 "them): texture is left out of the measures")
 
     @property
     def tile_size(self):

@@ -319,7 +319,7 @@ def embedding_names(path):
 
 def check_tiles(path, names):
     """tiles.npz as evaluate_embeddings.py writes it: one uint8 array [N,h,w,3] of a source's
-    tiles per source of embeddings.json (`names`), nothing pickled; {name: array}."""
+    tiles per source of embeddings.json (`names`, each at most once), nothing pickled; {name: array}."""
     import numpy as np
     import zipfile
     try:
@@ -327,7 +327,9 @@ def check_tiles(path, names):
             tiles = {name: data[name] for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise UserError(f"{path}: not a tiles file written by evaluate_embeddings.py ({e}); run it again") from e
-    if set(tiles) != set(names):
+    # A source may lack tiles (its mean written into embeddings.json by hand, say): its texture
+    # is then not measured. Tiles of no listed source mean the two files do not belong together.
+    if not tiles or not set(tiles) <= set(names):
         raise UserError(f"{path}: holds tiles of {', '.join(sorted(tiles)) or 'nothing'} but embeddings.json lists "
                         f"{', '.join(sorted(names))}; run evaluate_embeddings.py again")
     for name, array in tiles.items():
