@@ -215,9 +215,8 @@ def spatial_training_rate(height, width, batch, steps):
     import keras
     config = spatial_config(width, height)
     vae = model.build_vae(config)
-    optimizer = keras.optimizers.Adam(2e-4)
-    optimizer.build(vae.trainable_variables)
-    trainer = training.Trainer(model.Spec(), vae, config, optimizer)
+    state = training.TrainState({"model": vae}, {"model": keras.optimizers.Adam(2e-4)})
+    trainer = training.Trainer(model.Spec(), state, config)
     data = tf.cast(tf.random.uniform([batch, height, width, 3], maxval=256), tf.uint8)
     step = tf.function(trainer.step)
 
