@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 
-import cv2
 import matplotlib
 import numpy as np
 
