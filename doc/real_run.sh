@@ -41,6 +41,12 @@ $PY train_refiner.py --data "$TILES" --models "$WORK/spatial" --logdir "$WORK/lo
     --steps $STYLE_STEPS --identity-steps 200 $STYLE_ARGS --preview-every 200 --save-every 200
 mkdir -p "$WORK/styled" && cp "$WORK/spatial/"*.json "$WORK/spatial/"*.npz "$WORK/styled/"
 $PY export_graphs.py --vae "$WORK/log/spatial" --refiner "$WORK/log/style" --out "$WORK/styled"
+# The same with a looser layout term and a stronger adversarial one: more paint, less structure.
+$PY train_refiner.py --data "$TILES" --models "$WORK/spatial" --logdir "$WORK/log/style_b" --style wave \
+    --steps $STYLE_STEPS --identity-steps 200 $STYLE_ARGS --content-pool 8 --content-weight 0.5 \
+    --adversarial-weight 2 --preview-every 400 --save-every 400
+mkdir -p "$WORK/styled_b" && cp "$WORK/spatial/"*.json "$WORK/spatial/"*.npz "$WORK/styled_b/"
+$PY export_graphs.py --vae "$WORK/log/spatial" --refiner "$WORK/log/style_b" --out "$WORK/styled_b"
 
 # The original: a global VAE and its plain refiner.
 $PY train_vae.py --data "$TILES" --logdir "$WORK/log/vae" --steps $VAE_STEPS --batch-size $BATCH \
@@ -52,4 +58,4 @@ $PY export_graphs.py --vae "$WORK/log/vae" --refiner "$WORK/log/refiner" --out "
 $PY evaluate_embeddings.py --data "$TILES" --models "$WORK/global"
 
 $PY doc/study.py --input "$WORK/media/heldout.mp4" --work "$WORK/renders" --global "$WORK/global" \
-    --spatial "$WORK/spatial" --styled "$WORK/styled" --style wave --painting $DATA/paintings/wave.jpg --out doc
+    --spatial "$WORK/spatial" --styled "$WORK/styled" --styled-loose "$WORK/styled_b" --style wave --painting $DATA/paintings/wave.jpg --out doc

@@ -44,6 +44,8 @@ def rows(args):
          lambda out: mogrify + [out, "--models", args.spatial, *shift]),
         ("style refiner", "spatial VAE + style refiner, --detail 0",
          lambda out: mogrify + [out, "--models", args.styled, *shift]),
+        ("style refiner, loose", "the same, --content-pool 8 --content-weight 0.5 --adversarial-weight 2",
+         lambda out: mogrify + [out, "--models", args.styled_loose, *shift]),
         ("Reinhard", "colour transfer in Lab toward the style's tiles",
          lambda out: compare + ["--filter", "reinhard", "--out", out]),
         ("oil paint", "OpenCV xphoto.oilPainting(7, 1)",
@@ -77,6 +79,7 @@ def main():
     p.add_argument("--global", dest="global_", required=True, help="models folder of the global VAE")
     p.add_argument("--spatial", required=True, help="models folder of the spatial VAE")
     p.add_argument("--styled", required=True, help="models folder of the spatial VAE with the style refiner")
+    p.add_argument("--styled-loose", required=True, help="the same with the looser content term")
     p.add_argument("--style", required=True)
     p.add_argument("--painting", required=True, help="the style's painting, shown beside the frames")
     p.add_argument("--alpha", type=float, default=0.25)
@@ -90,7 +93,7 @@ def main():
         style_lab = json.load(f)["sources"][args.style]["lab_mean"]
     results, outputs = [], {}
     for label, what, command in rows(args):
-        out = os.path.join(args.work, label.replace(" ", "_").replace("-", "") + ".mp4")
+        out = os.path.join(args.work, "".join(c if c.isalnum() else "_" for c in label).strip("_") + ".mp4")
         if not os.path.exists(out):
             subprocess.run(command(out), check=True, stdout=subprocess.DEVNULL)
         measured = measures.measure_files(args.input, out, reference, style_lab=style_lab)
@@ -120,7 +123,7 @@ def main():
     panels += [(label, frame_at(outputs[label], args.frame)) for label, _, _ in results]
     painting = images.load_rgb(args.painting)
     panels.append((f"the style: {os.path.basename(args.painting)}", painting))
-    fig, axes = plt.subplots(2, 4, figsize=(20, 6.6))
+    fig, axes = plt.subplots(3, 3, figsize=(16, 9.6))
     for ax, (title, image) in zip(axes.flat, panels):
         ax.imshow(image)
         ax.set_title(title)
