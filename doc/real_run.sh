@@ -4,7 +4,7 @@
 # on the spatial one; the last 1.7 s, which no model sees, are then rendered every way the README
 # compares, beside two plain filters, and measured (doc/study.py writes doc/real_table.md and
 # doc/real_look.png).
-#   bash doc/real_run.sh [WORKDIR]     (about an hour on a 2-core CPU at the defaults)
+#   bash doc/real_run.sh [WORKDIR]     (about an hour and a quarter on a 2-core CPU at the defaults)
 # On a GPU, larger settings run unchanged, e.g.:
 #   SIZE=320x180 VAE_STEPS=20000 SPATIAL_STEPS=20000 STYLE_STEPS=20000 BATCH=64 \
 #   STYLE_ARGS='--batch-size 16' bash doc/real_run.sh
