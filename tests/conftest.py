@@ -186,6 +186,15 @@ def spatial(tiles, tmp_path_factory):
             "report": root / "report", "stdout": (root / "evaluate.txt").read_text()}
 
 
+def flickering_copy(source, path, amplitude):
+    """`source` with its brightness going up and down by `amplitude` every other frame."""
+    from vae import video
+    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-i", str(source), "-vf",
+                    f"eq=brightness='{amplitude}*(2*mod(n,2)-1)':eval=frame", "-c:v", "libx264", "-crf", "12",
+                    str(path)], check=True)
+    return path
+
+
 def decode(path, size=None):
     """(VideoInfo, uint8 frames) of a video decoded independently, as shown, at `size` or its own."""
     from vae import video

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import TILE, assert_one_line_error, decode, run_script
+from conftest import TILE, assert_one_line_error, decode, flickering_copy, run_script
 from vae import measures, synthetic, video
 
 
@@ -92,10 +92,7 @@ def identity_models(tmp_path_factory, tiles):
 def test_smoothing_lowers_flicker(tmp_path, identity_models, media):
     """Frames that flicker in brightness, through models that give every frame back: --smooth
     evens the flicker out, and the measure says so."""
-    clip = tmp_path / "flickering.mp4"
-    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-i", str(media["clip"]), "-vf",
-                    "eq=brightness='0.12*(2*mod(n,2)-1)':eval=frame", "-c:v", "libx264", "-crf", "12", str(clip)],
-                   check=True)
+    clip = flickering_copy(media["clip"], tmp_path / "flickering.mp4", 0.12)
     rates = {}
     for smooth in (0, 0.5):
         stats, _ = render({"models": identity_models}, clip, tmp_path / f"s{smooth}.mp4", "--smooth", smooth,

@@ -3,13 +3,12 @@ patches), sharpness and flicker at one analysis size, checked against generated 
 against an independent computation on rendered files decoded with ffmpeg."""
 import json
 import shutil
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, decode, run_script
+from conftest import assert_one_line_error, decode, flickering_copy, run_script
 from vae import measures, synthetic, video
 
 
@@ -145,10 +144,7 @@ def test_flicker_falls_with_smoothing(tmp_path, evaluated, media):
     """The shared clip made to flicker in brightness (the briefly trained model's output of the
     plain clip hardly changes from frame to frame, so there would be nothing to even out):
     --smooth 0.6 evens the output's flicker out, and the measure says so."""
-    clip = tmp_path / "flickering.mp4"
-    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-i", str(media["clip"]), "-vf",
-                    "eq=brightness='0.15*(2*mod(n,2)-1)':eval=frame", "-c:v", "libx264", "-crf", "12", str(clip)],
-                   check=True)
+    clip = flickering_copy(media["clip"], tmp_path / "flickering.mp4", 0.15)
     rates = {}
     for smooth in (0, 0.6):
         stats, _ = render(evaluated, clip, tmp_path / f"s{smooth}.mp4", "--smooth", smooth,

@@ -102,6 +102,14 @@ def default_batch_size():
     return 64 if tf.config.list_physical_devices("GPU") else 16
 
 
+def mirror_pad(x, d):
+    """Float images [N,H,W,3] padded at the bottom and right by mirroring to a multiple of d: a
+    spatial model's code map then covers them exactly, with no zero border at the edges."""
+    import tensorflow as tf
+    height, width = tf.shape(x)[1], tf.shape(x)[2]
+    return tf.pad(x, [[0, 0], [0, (-height) % d], [0, (-width) % d], [0, 0]], mode="SYMMETRIC")
+
+
 def make_render(models, detail):
     """The batched model step: uint8 frames, per-frame alpha and beta, the source and style means
     and `own_weight` in; the float `part` at the frames' size and the source mean used out.
@@ -123,10 +131,8 @@ def make_render(models, detail):
         x = tf.cast(frames, tf.float32) / 255.0
         size = None
         if spatial:
-            height, width = tf.shape(x)[1], tf.shape(x)[2]
-            d = models.downsample
-            x = tf.pad(x, [[0, 0], [0, (-height) % d], [0, (-width) % d], [0, 0]], mode="SYMMETRIC")
-            size = (width, height)
+            size = (tf.shape(x)[2], tf.shape(x)[1])
+            x = mirror_pad(x, models.downsample)
         z, _ = models.encode(x)
         axes = list(range(len(z.shape) - 1))  # frames and a code map's positions
         source_mean = (1 - own_weight) * source_mean + own_weight * tf.reduce_mean(z, axes)
@@ -215,9 +221,8 @@ class Session:
         total, count = 0.0, 0
         for batch in batches:
             x = tf.cast(np.stack(batch), tf.float32) / 255.0
-            if self.spatial:  # the encoder needs a multiple of d; the positions' mean barely sees the pad
-                d = self.models.downsample
-                x = tf.pad(x, [[0, 0], [0, -x.shape[1] % d], [0, -x.shape[2] % d], [0, 0]], mode="SYMMETRIC")
+            if self.spatial:  # the codes the render sees: of the padded frames
+                x = mirror_pad(x, self.models.downsample)
             mean, _ = self.models.encode(x)
             mean = mean.numpy()
             total += mean.reshape(len(mean), -1, mean.shape[-1]).mean(1).sum(0, dtype=np.float64)
