@@ -31,8 +31,13 @@ def main(argv):
     latent.save_embeddings(args.models, sources)
     from vae import measures
     latent.save_tiles(measures.tiles_path(args.models), codes["spread"])
-    print(f"wrote {latent.embeddings_path(args.models)}: {len(sources)} sources, and "
-          f"{measures.TILES_FILE} (tiles for the texture measure)")
+    written = f"{measures.TILES_FILE} (tiles for the texture measure)"
+    if models.latent == "spatial":  # the style's own code neighbourhoods, for mogrify_video.py --match
+        from vae import match
+        banks = match.source_banks(models, codes["spread"])
+        match.save_bank(match.bank_path(args.models), banks)
+        written += f" and {match.BANK_FILE} ({', '.join(f'{len(b)} code neighbourhoods of {n}' for n, b in banks.items())})"
+    print(f"wrote {latent.embeddings_path(args.models)}: {len(sources)} sources, and {written}")
     if args.report:
         from vae import report  # only with --report: it loads matplotlib
         written, table = report.write_report(args.report, models, sources, codes["samples"], codes, args.style)

@@ -28,6 +28,10 @@ def main(argv):
     p.add_argument("--render-size", metavar="WxH|SIDE",
                    help="spatial models: render inside this box (or with this longest side), aspect kept, and "
                         "scale up to the output (default: at the frame's own size)")
+    p.add_argument("--match", default="0",
+                   help="spatial models: the share of each neighbourhood of the shifted code map replaced by the "
+                        "style's own most similar code neighbourhoods (0 to 1: 0 is the plain shift, 1 paints with "
+                        "the paintings' local codes), a number or keyframes SECONDS=VALUE,...")
     p.add_argument("--batch-size", type=int, help="frames per model call (default: 64 on a GPU, 16 on a CPU)")
     p.add_argument("--crop", default="auto", help="auto (remove black borders), none, or TOP,LEFT,BOTTOM,RIGHT")
     p.add_argument("--inset", action="store_true", help="show the original frame small in a corner")
@@ -66,7 +70,8 @@ def main(argv):
     codec_args, encoder_note = codecs.pick_encoder(args.encoder, args.crf, args.preset)
     decoder_args = codecs.decoder_args(args.decoder)
     look = mogrify.Look(latent.Strength(args.alpha, "--alpha"), latent.Strength(args.beta, "--beta"),
-                        args.detail, args.smooth, args.style, mogrify.parse_render_size(args.render_size))
+                        args.detail, args.smooth, args.style, mogrify.parse_render_size(args.render_size),
+                        mogrify.parse_match(args.match))
     options = mogrify.VideoOptions(start=args.start, duration=args.duration, crop=video.parse_crop(args.crop),
                                    inset=args.inset, audio_track=None if args.no_audio else args.audio_track,
                                    preset=args.preset, crf=args.crf, codec_args=codec_args,
@@ -78,11 +83,8 @@ def main(argv):
             write_stats(args.stats, result)
         return 0
     # Before TensorFlow's seconds of start-up, so that a typo fails at once.
-    request = mogrify.check_request(args.input, args.output, args.models, look.styles, options)
+    request = mogrify.check_request(args.input, args.output, args.models, look, options)
     meta = request.found[0]
-    if look.render_size and meta.get("latent", "global") != "spatial":
-        raise cli.UserError("--render-size is for a spatial model; this one renders at its tile size "
-                            f"{meta['width']}x{meta['height']}")
     note, warning = latent.refiner_style_note(meta, request.sources, look.styles)
     if note:
         cli.info(note)

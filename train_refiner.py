@@ -10,7 +10,7 @@ from vae.training_options import check_positive, check_run, training_options
 def main(argv):
     plain, styled = configs.Refiner(), configs.StyleRefiner()
     p = cli.parser(__doc__)
-    training_options(p, learning_rate=2e-4)
+    training_options(p)
     p.add_argument("--models", required=True, help="folder written by export_graphs.py (the VAE to refine)")
     styled.add_options(p)
     plain.add_options(p)  # the settings both share are declared by the first

@@ -7,7 +7,7 @@ from vae.training_options import check_positive, check_run, training_options
 def main(argv):
     kind = configs.VAE()
     p = cli.parser(__doc__)
-    training_options(p, learning_rate=2e-4)
+    training_options(p, learning_rate="2e-4 global, 1e-3 spatial")
     kind.add_options(p)
     args = p.parse_args(argv)
     check_positive(args, "steps", "batch-size", "log-every", "preview-every", "save-every")

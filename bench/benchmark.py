@@ -279,6 +279,28 @@ def measure_spatial(results, width, height, work, quick, say):
         results[f"spatial_mogrify_share_{w}x{h}"] = rate / batched
 
 
+def measure_match(results, work, quick, say):
+    """--match 1 against --match 0, end to end at 1280x720 through an untrained spatial model with a
+    full bank (BANK_SIZE random code neighbourhoods: the size evaluate_embeddings.py writes at most)."""
+    from vae import match
+    folder = os.path.join(work, "match_models")
+    export_untrained_spatial(folder, 128, 72)
+    models = export.Models(folder)
+    clip = synthetic.write_video(os.path.join(work, "match_1280x720.mp4"), width=1280, height=720,
+                                 frames=12 if quick else 48)
+    rng = np.random.default_rng(0)
+    match.save_bank(match.bank_path(folder), {"paintings": rng.normal(
+        0, 1, (match.BANK_SIZE, match.NEIGHBOURHOOD, match.NEIGHBOURHOOD, models.codes)).astype(np.float32)})
+    for strength in ("0", "1"):
+        say(f"mogrify --match {strength} at 1280x720 ...")
+        rate, _ = mogrify_rate(models, clip, os.path.join(work, f"match_{strength}.mp4"), 16, match=strength)
+        results[f"match_{strength}_frames_per_s_1280x720"] = rate
+    results["match_share_1280x720"] = results["match_1_frames_per_s_1280x720"] / results["match_0_frames_per_s_1280x720"]
+    print(f"mogrify --match 1 at 1280x720: {results['match_1_frames_per_s_1280x720']:.2f} frames/s end to end, "
+          f"{results['match_share_1280x720']:.2f} of --match 0 ({results['match_0_frames_per_s_1280x720']:.2f}; "
+          f"target 0.5)")
+
+
 def print_spatial(results, width, height):
     print(f"spatial VAE (16 channels at 1/8): training {results['spatial_train_tiles_per_s']:.1f} tiles/s at "
           f"{width}x{height} ({results['spatial_train_share_of_matmul']:.2f} of matmul); encoder+decoder "
@@ -331,11 +353,12 @@ def fake_sources(codes, stem):
                           "lab_mean": [50, 30, 30]}}
 
 
-def mogrify_rate(models, clip, out, batch, detail=0.0, beta="0.5", measure=True):
+def mogrify_rate(models, clip, out, batch, detail=0.0, beta="0.5", measure=True, match=None):
     """End-to-end frames/s of mogrify on a clip; start-up (loading models, the first trace) is
     outside this timing. Returns (rate, result)."""
     stem = os.path.splitext(os.path.basename(clip))[0]
-    look = mogrify.Look(latent.Strength("0.25"), latent.Strength(beta), detail)
+    look = mogrify.Look(latent.Strength("0.25"), latent.Strength(beta), detail,
+                        match=None if match is None else latent.Strength(match))
     session = mogrify.Session(models, fake_sources(models.codes, stem), look, batch)
     start = time.perf_counter()
     result = mogrify.render_video(session, clip, out, mogrify.VideoOptions(crop="none", measure=measure))
@@ -459,6 +482,8 @@ def main():
     p.add_argument("--spatial", action="store_true",
                    help="measure only the spatial VAE: training, encoder+decoder at 640x360 and 1280x720 (and merge "
                         "into --json)")
+    p.add_argument("--match", action="store_true",
+                   help="measure only mogrify --match 1 against --match 0 at 1280x720 (and merge into --json)")
     p.add_argument("--live", action="store_true",
                    help="measure only live rendering: a 640x360 stream over udp for 60 s through a demo-size (64x36) "
                         "model (and merge into --json)")
@@ -475,6 +500,11 @@ def main():
         say("live: 60 s of a udp stream ...")
         results["live"] = live_figures(work, tile, seconds=20 if args.quick else 60, say=say)
         print_live(results["live"], tile)
+        merge_json(args.json, results)
+        return
+
+    if args.match:
+        measure_match(results, work, args.quick, say)
         merge_json(args.json, results)
         return
 

@@ -66,12 +66,15 @@ def test_spatial_training(spatial):
     filters, kernels = configs.spatial_layers(D)
     assert (config["latent"], config["downsample"], config["codes"]) == ("spatial", D, CHANNELS)
     assert (tuple(config["filters"]), tuple(config["kernels"])) == (filters, kernels)
+    # Only --latent spatial was given: the kind's own defaults, not the global model's.
+    assert (config["kl_weight"], config["learning_rate"]) == (0.05, 1e-3)
     scalars = event_scalars(spatial["vae"])
+    assert scalars["learning_rate"][0][1] == pytest.approx(1e-3)
     assert [s for s, _ in scalars["loss"]] == list(range(5, 61, 5))
     losses = [v for _, v in scalars["loss"]]
     assert np.mean(losses[-2:]) < 0.5 * losses[0], losses
     for (_, total), (_, rec), (_, kl) in zip(scalars["loss"], scalars["reconstruction_loss"], scalars["kl_loss"]):
-        assert total == pytest.approx(rec + 0.05 * kl, rel=1e-4)  # SPATIAL_TRAINING's --kl-weight
+        assert total == pytest.approx(rec + 0.05 * kl, rel=1e-4)  # the spatial kind's default --kl-weight
     assert event_images(spatial["vae"])["preview"] == [20, 40, 60]
     preview = cv2.imread(str(spatial["vae"] / "previews" / "step_00000060.png"))
     assert preview is not None and preview.std() > 10
@@ -205,7 +208,7 @@ def psnr(a, b):
 def vae_only(run, folder):
     """A run's VAE exported alone with its embeddings (the fixtures' refiners are barely trained)."""
     run_script("export_graphs.py", "--vae", run["vae"], "--out", folder)
-    for name in ("embeddings.json", "tiles.npz"):
+    for name in ("embeddings.json", "tiles.npz", "bank.npz"):
         shutil.copy(run["models"] / name, folder / name)
     return folder
 

@@ -37,6 +37,9 @@ class Toy(training.Spec):
     exports = ("encoder", "decoder")
     tracked = ("loss",)
 
+    def default_learning_rate(self, args, config):
+        return 1e-3
+
     def networks(self, config):
         tiles = keras.Input((config.height, config.width, 3))
         flat = layers.Flatten()(tiles)
@@ -81,7 +84,7 @@ def main(argv):
         export.update_model_json(out, **fields)
         return 0
     p = cli.parser(__doc__)
-    training_options(p, learning_rate=1e-3)
+    training_options(p, learning_rate="1e-3")
     Toy().add_options(p)
     args = p.parse_args(rest)
     check_run(args, Toy())

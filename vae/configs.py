@@ -20,6 +20,11 @@ FILTERS = (64, 64, 128, 128, 192, 256)
 KERNELS = (7, 5, 5, 3, 3, 3)
 LATENTS = ("global", "spatial")
 DOWNSAMPLE = 8
+# Each latent kind's defaults where they differ, chosen by the README's runs: a spatial map has far
+# fewer numbers per pixel to pay KL on and trains well at a higher rate.
+DEFAULT_LEARNING_RATE = 2e-4
+KIND_DEFAULTS = {"global": dict(codes=512, kl_weight=1.0, learning_rate=DEFAULT_LEARNING_RATE),
+                 "spatial": dict(codes=16, kl_weight=0.05, learning_rate=1e-3)}
 
 
 def setting(default, help, *, architecture=False, low=None, choices=None, option=True, metavar=None):
@@ -52,7 +57,8 @@ class VAEConfig:
     downsample: int = setting(DOWNSAMPLE, "spatial only: the code map's size is the tile's divided by this, a "
                                           "power of two", architecture=True, low=2)
     kl_weight: float = setting(1.0, "weight of the KL term; small tiles have few pixels to outweigh it, so try "
-                                    "(W*H)/(320*180) there if every reconstruction looks alike", low=0)
+                                    "(W*H)/(320*180) there if every global reconstruction looks alike "
+                                    "(default: 1 global, 0.05 spatial)", low=0)
     filters: tuple = fixed(FILTERS)
     kernels: tuple = fixed(KERNELS)
 
@@ -185,6 +191,19 @@ class Kind:
         """Settings whose default depends on others; the config itself by default."""
         return config
 
+    def default_learning_rate(self, args, config):
+        return DEFAULT_LEARNING_RATE
+
+    def learning_rate(self, args, config=None):
+        """--learning-rate, or else the rate the stored run trained with, or else the kind's default
+        (`config`: this run's, or None for a new run checked before the data is read)."""
+        if args.learning_rate is not None:
+            return args.learning_rate
+        stored = _read(args.logdir)[1].get("learning_rate") if os.path.isfile(config_path(args.logdir)) else None
+        if type(stored) in (int, float) and stored > 0:
+            return float(stored)
+        return self.default_learning_rate(args, config)
+
     def spec_class(self):
         """The training.Spec of this kind (imports TensorFlow)."""
         if not self.spec:
@@ -217,11 +236,17 @@ class VAE(Kind):
             raise UserError(f"--downsample {downsample}: must be a power of two of at least 2 (2, 4, 8, 16, ...)")
         if latent == "spatial" and config.latent != "spatial":
             filters, kernels = spatial_layers(downsample or config.downsample)
-            config = dataclasses.replace(config, latent="spatial", codes=16, filters=filters, kernels=kernels)
+            spatial = {k: v for k, v in KIND_DEFAULTS["spatial"].items() if k != "learning_rate"}
+            config = dataclasses.replace(config, latent="spatial", filters=filters, kernels=kernels, **spatial)
         config = super().configure(args, config)
         if downsample is not None and config.latent != "spatial":
             raise UserError("--downsample is for --latent spatial only")
         return config
+
+
+    def default_learning_rate(self, args, config):
+        latent = config.latent if config is not None else (getattr(args, "latent", None) or "global")
+        return KIND_DEFAULTS[latent]["learning_rate"]
 
 
 class AgainstModels(Kind):

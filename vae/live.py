@@ -670,6 +670,7 @@ def render(args, look, codec_args, encoder_note):
     found, sources = check_request(args.input, args.output, args.models, look.styles, args.source, args.reconnect,
                                    start=args.start, duration=args.duration, inset=args.inset, crop=args.crop,
                                    render_size=args.render_size)
+    mogrify.check_look(args.models, found[0], look)
     audio_track = None if args.no_audio else args.audio_track
     batch_size = args.batch_size or BATCH_SIZE
     # A global model sees tiles (and --detail the shown picture beside them); a spatial one the shown picture.

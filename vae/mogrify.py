@@ -4,7 +4,8 @@ Every frame, at render size (the contract's formula):
 
     z     = mean(encoder(frame))
     shift = -alpha * mean_source + beta * mean_style       (alpha, beta at the frame's time)
-    part  = render(z + shift) - detail * render(z)
+    z'    = (1 - match) * (z + shift) + match * matched(z + shift)   (spatial models, vae/match.py)
+    part  = render(z') - detail * render(z)
     part' = smooth * part'(previous frame) + (1 - smooth) * part
     out   = resize(part', output size) + detail * frame    (frame at its own resolution)
 
@@ -35,7 +36,7 @@ import time
 import cv2
 import numpy as np
 
-from vae import images, latent, measures, safety, video
+from vae import images, latent, match, measures, safety, video
 from vae.cli import UserError, atomic_path, error_message, info, progress, warn
 from vae.pipeline import Consumer, Producer
 
@@ -57,6 +58,12 @@ class Look:
     smooth: float = 0.2
     styles: list = None  # --style texts; None: the largest image source
     render_size: tuple = None  # a spatial model's --render-size: (width, height) box, or (side, side)
+    match: latent.Strength = None  # a spatial model's --match; None: none
+
+    @property
+    def matching(self):
+        """Whether --match asks for any matching (0 throughout is exactly the plain render)."""
+        return self.match is not None and bool(np.any(self.match.values))
 
 
 @dataclasses.dataclass
@@ -88,6 +95,14 @@ def parse_render_size(text):
     return width, height
 
 
+def parse_match(text):
+    """--match: a number from 0 to 1 or keyframes, as --beta."""
+    strength = latent.Strength(text, "--match")
+    if not all(0 <= v <= 1 for v in strength.values):
+        raise UserError(f"--match {text}: each value must be from 0 to 1")
+    return strength
+
+
 def fit(size, box, even_sides=True):
     """`size` scaled down (never up) to fit inside `box`, aspect kept (even sides for video)."""
     width, height = size
@@ -110,9 +125,11 @@ def mirror_pad(x, d):
     return tf.pad(x, [[0, 0], [0, (-height) % d], [0, (-width) % d], [0, 0]], mode="SYMMETRIC")
 
 
-def make_render(models, detail):
+def make_render(models, detail, matching=False):
     """The batched model step: uint8 frames, per-frame alpha and beta, the source and style means
-    and `own_weight` in; the float `part` at the frames' size and the source mean used out.
+    and `own_weight` in; the float `part` at the frames' size and the source mean used out. With
+    `matching`, also per-frame --match, the style's code bank and the previous frame's choices
+    in, and these frames' last choices out (vae/match.py).
 
     The source mean used is `(1 - own_weight) * source_mean + own_weight * mean(codes of these
     frames)`: 0 for a known mean, more for a live input's running mean of its own codes. A
@@ -124,10 +141,9 @@ def make_render(models, detail):
     shape = [None, None, None, 3] if spatial else [None, models.height, models.width, 3]
     code = tf.TensorSpec([models.codes], tf.float32)
     strength = tf.TensorSpec([None], tf.float32)
+    signature = [tf.TensorSpec(shape, tf.uint8), strength, strength, code, code, tf.TensorSpec([], tf.float32)]
 
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8), strength, strength, code, code,
-                                  tf.TensorSpec([], tf.float32)])
-    def render(frames, alpha, beta, source_mean, style_mean, own_weight):
+    def step(frames, alpha, beta, source_mean, style_mean, own_weight, matched=None):
         x = tf.cast(frames, tf.float32) / 255.0
         size = None
         if spatial:
@@ -138,13 +154,25 @@ def make_render(models, detail):
         source_mean = (1 - own_weight) * source_mean + own_weight * tf.reduce_mean(z, axes)
         per_frame = [-1] + [1] * (len(z.shape) - 1)  # the means broadcast over a code map's positions
         shifted = z - tf.reshape(alpha, per_frame) * source_mean + tf.reshape(beta, per_frame) * style_mean
+        extra = ()
+        if matched is not None:
+            shifted, choices = match.apply(shifted, *matched)
+            extra = (choices,)
         if not detail:
-            return models.render(shifted, size), source_mean
+            return (models.render(shifted, size), source_mean) + extra
         both = models.render(tf.concat([shifted, z], 0), size)
         n = tf.shape(z)[0]
-        return both[:n] - detail * both[n:], source_mean
+        return (both[:n] - detail * both[n:], source_mean) + extra
 
-    return render
+    if not matching:
+        return tf.function(step, input_signature=signature)
+    bank = tf.TensorSpec([None, match.NEIGHBOURHOOD, match.NEIGHBOURHOOD, models.codes], tf.float32)
+
+    @tf.function(input_signature=signature + [strength, bank, tf.TensorSpec([None, None], tf.int32)])
+    def render_matched(frames, alpha, beta, source_mean, style_mean, own_weight, strength, bank, previous):
+        return step(frames, alpha, beta, source_mean, style_mean, own_weight, (strength, bank, previous))
+
+    return render_matched
 
 
 def compose(part, detail, full=None):
@@ -174,6 +202,9 @@ class Session:
         self.style, self.style_mean, self.style_lab = latent.mix_styles(sources, look.styles)
         self.spatial = models.latent == "spatial"
         self._render = None
+        # The style's own code neighbourhoods, for --match (checked against the folder's sources).
+        self.bank = match.style_bank(models.folder, latent.style_weights(sources, look.styles), list(sources),
+                                     models.codes) if look.matching else None
         # The style's tiles for the texture measure; an older folder has none (said once, here).
         self.texture = measures.style_reference(getattr(models, "folder", None) or ".",
                                                 latent.style_weights(sources, look.styles))
@@ -189,7 +220,7 @@ class Session:
     def render(self):
         """The model step, traced once for the whole run."""
         if self._render is None:
-            self._render = make_render(self.models, self.look.detail)
+            self._render = make_render(self.models, self.look.detail, self.bank is not None)
         return self._render
 
     def render_size(self, shown, even_sides=True):
@@ -253,6 +284,9 @@ class Styler:
             np.asarray(source_mean, np.float32)
         self.style_mean = np.asarray(session.style_mean, np.float32)
         self.seen, self.horizon, self.previous = 0, horizon, None
+        if session.bank is not None:  # --match: no choice yet at any position of the code map
+            d = session.models.downsample
+            self.choices = np.full((-(-self.render_size[1] // d), -(-self.render_size[0] // d)), -1, np.int32)
 
     @property
     def frame_size(self):
@@ -269,16 +303,25 @@ class Styler:
         """Trace the model step now, so that the first frames of a live input do not wait for it."""
         width, height = self.render_size
         self.session.render(np.zeros((1, height, width, 3), np.uint8), np.zeros(1, np.float32),
-                            np.zeros(1, np.float32), self.source_mean, self.style_mean, np.float32(0))
+                            np.zeros(1, np.float32), self.source_mean, self.style_mean, np.float32(0),
+                            *self._matching([0.0]))
+
+    def _matching(self, seconds):
+        """The model step's --match arguments for frames at `seconds` (none without --match)."""
+        if self.session.bank is None:
+            return ()
+        return self.look.match.at(seconds), self.session.bank, self.choices
 
     def run(self, frames):
         if self.start is None:
             self.start = frames[0].time
         seconds = [f.time - self.start for f in frames]
         weight = len(frames) / (min(self.seen, self.horizon) + len(frames)) if self.running else 0.0
-        parts, mean = self.session.render(np.stack([f.image for f in frames]), self.look.alpha.at(seconds),
-                                          self.look.beta.at(seconds), self.source_mean, self.style_mean,
-                                          np.float32(weight))
+        parts, mean, *choices = self.session.render(
+            np.stack([f.image for f in frames]), self.look.alpha.at(seconds), self.look.beta.at(seconds),
+            self.source_mean, self.style_mean, np.float32(weight), *self._matching(seconds))
+        if choices:
+            self.choices = choices[0].numpy()
         if self.running:
             self.source_mean, self.seen = mean.numpy(), self.seen + len(frames)
         return parts.numpy()
@@ -355,10 +398,11 @@ class Request:
     meta: object = None
 
 
-def check_request(input_path, output_path, models_dir, styles, options=VideoOptions()):
+def check_request(input_path, output_path, models_dir, look, options=VideoOptions()):
     """Everything about a run that needs no TensorFlow, checked before the script imports it, so a
     mistyped name fails at once: the input and output, the models folder's JSON files (model.json,
-    and embeddings.json against its code count), and the --style names against the sources."""
+    and embeddings.json against its code count), the --style names against the sources, and the
+    options only a spatial model has."""
     meta = None
     if os.path.isdir(input_path):
         folder_inputs(input_path, output_path)
@@ -369,11 +413,24 @@ def check_request(input_path, output_path, models_dir, styles, options=VideoOpti
     else:
         meta = check_video(input_path, output_path, options)
     found = safety.read_models_folder(models_dir)
+    check_look(models_dir, found[0], look)
     sources = latent.load_embeddings(models_dir, found[0]["codes"])
-    latent.style_weights(sources, styles)  # refuses unknown names now; the Session mixes them once
+    latent.style_weights(sources, look.styles)  # refuses unknown names now; the Session mixes them once
     if os.path.isfile(measures.tiles_path(models_dir)):
         safety.check_tiles(measures.tiles_path(models_dir), list(sources))
     return Request(found, sources, meta)
+
+
+def check_look(models_dir, meta, look):
+    """The options only a spatial model has (`meta`: its model.json), and --match's code bank."""
+    if meta.get("latent", "global") != "spatial":
+        for given, name in ((look.render_size, "--render-size"), (look.matching or None, "--match")):
+            if given is not None:
+                raise UserError(f"{name} is for a spatial model; this one renders at its tile size "
+                                f"{meta['width']}x{meta['height']}")
+    if look.matching and not os.path.isfile(match.bank_path(models_dir)):
+        raise UserError(f"{match.bank_path(models_dir)}: missing; --match needs the style's own codes: run "
+                        f"evaluate_embeddings.py --data ... --models {models_dir} again")
 
 
 def new_meter(session, options, frames_estimate):
@@ -406,7 +463,8 @@ def render_video(session, input_path, output_path, options=VideoOptions(), meta=
     look = session.look
     info(f"{meta.path}: {meta.width}x{meta.height} as shown at {float(meta.fps):.3g} fps, crop {crop}, rendered at "
          f"{render_size[0]}x{render_size[1]} ({styler.batch_size} a call), shift from {source_label} toward "
-         f"{session.style!r} (alpha {look.alpha}, beta {look.beta}, detail {look.detail})")
+         f"{session.style!r} (alpha {look.alpha}, beta {look.beta}, detail {look.detail}"
+         f"{f', match {look.match}' if look.matching else ''})")
     estimate = meta.frames_estimate if options.duration is None else max(1, round(options.duration * float(meta.fps)))
     counting = None
     if options.start is None and options.duration is None:  # the exact count for the progress bar, found meanwhile

@@ -41,6 +41,7 @@ SIGNATURES = {
 }
 MAX_SIDE, MAX_CODES = 8192, 65536  # far beyond any real model; keeps the load-time probe small
 MAX_DOWNSAMPLE = 1024
+MAX_BANK = 1 << 16  # code neighbourhoods per source in bank.npz: each frame position meets all of them
 
 
 def read_saved_model(path):
@@ -338,3 +339,25 @@ def check_tiles(path, names):
             raise UserError(f"{path}: the tiles of {name!r} are {array.dtype} {list(array.shape)}; expected "
                             "uint8 [N,h,w,3]; run evaluate_embeddings.py again")
     return tiles
+
+
+def check_bank(path, names, codes):
+    """bank.npz as evaluate_embeddings.py writes it: one float32 array [P,k,k,codes] of finite code
+    neighbourhoods (k odd) per source of embeddings.json (`names`), nothing pickled; {name: array}."""
+    import numpy as np
+    import zipfile
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            banks = {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{path}: not a code bank written by evaluate_embeddings.py ({e}); run it again") from e
+    if not banks or not set(banks) <= set(names):
+        raise UserError(f"{path}: holds codes of {', '.join(sorted(banks)) or 'nothing'} but embeddings.json lists "
+                        f"{', '.join(sorted(names))}; run evaluate_embeddings.py again")
+    for name, array in banks.items():
+        if array.dtype != np.float32 or array.ndim != 4 or array.shape[-1] != codes or not len(array) \
+                or array.shape[1] != array.shape[2] or array.shape[1] % 2 != 1 or len(array) > MAX_BANK \
+                or not np.isfinite(array).all():
+            raise UserError(f"{path}: the codes of {name!r} are {array.dtype} {list(array.shape)}; expected finite "
+                            f"float32 [P,k,k,{codes}] (k odd, P at most {MAX_BANK}); run evaluate_embeddings.py again")
+    return banks

@@ -4,12 +4,14 @@ from vae import configs, records
 from vae.cli import UserError
 
 
-def training_options(p, learning_rate):
+def training_options(p, learning_rate="2e-4"):
+    """`learning_rate`: the default as --help shows it; the kind resolves it (Kind.learning_rate)."""
     p.add_argument("--data", nargs="+", required=True, help="record files or glob patterns")
     p.add_argument("--logdir", required=True, help="folder for checkpoints and TensorBoard events")
     p.add_argument("--steps", type=int, required=True, help="total optimizer steps to reach (resumes)")
     p.add_argument("--batch-size", type=int, default=50, help="tiles per step, over all devices")
-    p.add_argument("--learning-rate", type=float, default=learning_rate, help="Adam learning rate")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help=f"Adam learning rate (default: {learning_rate}; a resumed run keeps its own)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--log-every", type=int, default=10, help="write scalars every N steps")
     p.add_argument("--preview-every", type=int, default=200, help="write preview images every N steps")
@@ -37,3 +39,4 @@ def check_run(args, kind):
     options would change (its tile size is compared once TensorFlow has read the records)."""
     records.find_files(args.data)
     configs.run_config(kind, args)
+    args.learning_rate = kind.learning_rate(args)
