@@ -7,7 +7,6 @@ S times its size) and an image folder's `"side"` ("fit", or N, crops of each ima
 shorter side at N pixels). A manifest written before these fields means "fit".
 """
 import json
-import os
 import re
 
 FIT = "fit"

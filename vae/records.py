@@ -10,7 +10,6 @@ Reading goes through tf.data.
 """
 import collections
 import glob
-import json
 import os
 import struct
 import zlib
