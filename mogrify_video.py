@@ -27,7 +27,8 @@ def main(argv):
     p.add_argument("--duration", type=float, help="render this many seconds")
     p.add_argument("--render-size", metavar="WxH|SIDE",
                    help="spatial models: render inside this box (or with this longest side), aspect kept, and "
-                        "scale up to the output (default: at the frame's own size)")
+                        "scale up to the output (default: the frame's own size times the model's render_scale, the "
+                        "scale its footage was cut at by extract_tiles.py --video-scale, when model.json has one)")
     p.add_argument("--batch-size", type=int, help="frames per model call (default: 64 on a GPU, 16 on a CPU)")
     p.add_argument("--crop", default="auto", help="auto (remove black borders), none, or TOP,LEFT,BOTTOM,RIGHT")
     p.add_argument("--inset", action="store_true", help="show the original frame small in a corner")
