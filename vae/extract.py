@@ -133,7 +133,8 @@ def video_tiles(path, size, frame_step, crop, sink, scale=manifest.FIT, crops_pe
         frames = video.read_frames(meta, scaled, crop, frame_step)
     count = kept = 0
     about = "" if meta.frames else ", about"
-    with progress(total=(meta.frames_estimate - 1) // frame_step + 1, desc=f"{name} frames{about}", unit="frame") as bar:
+    total = (meta.frames_estimate - 1) // frame_step + 1
+    with progress(total=total, desc=f"{name} frames{about}", unit="frame") as bar:
         for frame in frames:
             tiles = [frame.image] if scale == manifest.FIT else \
                 images.crops_at_scale(frame.image, size, crops_per_frame, rng)
