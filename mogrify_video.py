@@ -27,7 +27,8 @@ def main(argv):
     p.add_argument("--duration", type=float, help="render this many seconds")
     p.add_argument("--render-size", metavar="WxH|SIDE",
                    help="spatial models: render inside this box (or with this longest side), aspect kept, and "
-                        "scale up to the output (default: at the frame's own size)")
+                        "scale up to the output (default: the frame's own size times the model's render_scale, the "
+                        "scale its footage was cut at by extract_tiles.py --video-scale, when model.json has one)")
     p.add_argument("--match", default="0",
                    help="spatial models: the share of each neighbourhood of the shifted code map replaced by the "
                         "style's own most similar code neighbourhoods (0 to 1: 0 is the plain shift, 1 paints with "

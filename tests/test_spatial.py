@@ -1,7 +1,6 @@
 """Spatial codes (train_vae.py --latent spatial): a code map, fully convolutional models that run
 at any size, and everything downstream of them (export, safety, evaluation, reports)."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import (ROOT, SPATIAL_TRAINING, assert_error_before_tensorflow, assert_one_line_error, decode,
+from conftest import (SPATIAL_TRAINING, assert_error_before_tensorflow, assert_one_line_error, decode,
                       event_images, event_scalars, loaded_models, run_script)
 from vae import configs, records
 from vae.cli import UserError

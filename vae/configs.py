@@ -363,8 +363,15 @@ def run_config(kind, args, width=None, height=None):
     return config
 
 
+def run_data(logdir):
+    """The record files a run last trained on (its config.json's `data`)."""
+    data = _read(logdir)[1].get("data")
+    return [path for path in data if isinstance(path, str)] if isinstance(data, list) else []
+
+
 def save_config(kind, config, args, files):
     with open(config_path(args.logdir) + ".tmp", "w") as f:
         json.dump({"model": kind.name, **dataclasses.asdict(config), **kind.notes, "batch_size": args.batch_size,
-                   "learning_rate": args.learning_rate, "seed": args.seed, "data": files}, f, indent=2)
+                   "learning_rate": args.learning_rate, "seed": args.seed,
+                   "data": [os.path.abspath(path) for path in files]}, f, indent=2)  # export reads their manifests
     os.replace(config_path(args.logdir) + ".tmp", config_path(args.logdir))

@@ -84,6 +84,7 @@ class Models:
 
     `latent` is "global" (tile-size images, codes [N,codes]) or "spatial" (images of any size,
     codes [N,h,w,codes] at 1/`downsample` of it, rounded up); `downsample` is None for global.
+    `render_scale`: S when a spatial model learned its footage at S times the frame's size, else None.
     """
 
     def __init__(self, folder, need_refiner=False, unsafe=False, found=None):
@@ -94,6 +95,7 @@ class Models:
         self.width, self.height, self.codes = self.meta["width"], self.meta["height"], self.meta["codes"]
         self.latent = self.meta.get("latent", "global")
         self.downsample = self.meta["downsample"] if self.latent == "spatial" else None
+        self.render_scale = self.meta.get("render_scale")  # a spatial model's learned scale, or None
         safety.check_ops(paths, unsafe)  # a shared folder is data: nothing in it runs before this
         # kept: the signatures need the loaded objects alive
         self._loaded = {kind: tf.saved_model.load(path) for kind, path in paths.items()}

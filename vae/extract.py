@@ -101,9 +101,16 @@ def source_name(path, kind):
     return os.path.basename(os.path.normpath(os.path.abspath(path)))
 
 
-def video_tiles(path, size, frame_step, crop, sink):
+def scaled_size(size, scale):
+    """(width, height) times `scale`, rounded, at least one pixel each way."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def video_tiles(path, size, frame_step, crop, sink, scale=manifest.FIT, crops_per_frame=1, rng=None):
     """Decode a video once, keeping every frame_step-th decoded frame of the picture as a player
-    shows it (upright, square pixels, borders cut), and send its tiles to sink."""
+    shows it (upright, square pixels, borders cut), and send its tiles to sink: with `scale` fit
+    the whole frame shrunk to the tile, with a number S `crops_per_frame` tile-size crops at random
+    places (from `rng`) of the frame shown at S times its size (ffmpeg scales, NumPy cuts)."""
     meta = video.probe(path)
     with ThreadPoolExecutor(1) as pool:  # the exact count (for progress) while borders are found
         counting = pool.submit(video.count_frames, meta)
@@ -112,22 +119,44 @@ def video_tiles(path, size, frame_step, crop, sink):
     name = source_name(path, "video")
     if crop != video.Crop():
         info(f"{name}: cropping borders {crop} (top,left,bottom,right) of {meta.width}x{meta.height}")
-    count = 0
+    if scale == manifest.FIT:
+        frames = video.read_frames(meta, size, crop, frame_step, keep_aspect=True)
+    else:
+        shown = crop.size_of(meta.width, meta.height)
+        scaled = scaled_size(shown, scale)
+        if scaled[0] < size[0] or scaled[1] < size[1]:
+            raise UserError(f"{path}: --video-scale {scale} makes its {shown[0]}x{shown[1]} picture "
+                            f"{scaled[0]}x{scaled[1]}, smaller than the {size[0]}x{size[1]} tile; "
+                            "give a larger scale or a smaller --size")
+        info(f"{name}: {crops_per_frame} crops of {size[0]}x{size[1]} a frame, from the picture at "
+             f"{scaled[0]}x{scaled[1]} (--video-scale {scale})")
+        frames = video.read_frames(meta, scaled, crop, frame_step)
+    count = kept = 0
     about = "" if meta.frames else ", about"
-    with progress(total=(meta.frames_estimate - 1) // frame_step + 1, desc=f"{name} frames{about}", unit="tile") as bar:
-        for frame in video.read_frames(meta, size, crop, frame_step, keep_aspect=True):
-            sink(frame.image, name, "video", frame.index)
-            count += 1
+    total = (meta.frames_estimate - 1) // frame_step + 1
+    with progress(total=total, desc=f"{name} frames{about}", unit="frame") as bar:
+        for frame in frames:
+            tiles = [frame.image] if scale == manifest.FIT else \
+                images.crops_at_scale(frame.image, size, crops_per_frame, rng)
+            for tile in tiles:
+                sink(tile, name, "video", frame.index)
+                count += 1
+            kept += 1
             bar.update(1)
     if count == 0:
         raise UserError(f"{path}: no frames could be decoded")
-    info(f"{name}: {count} tiles from {'' if meta.frames else 'about '}{meta.frames_estimate} frames")
-    return {"name": name, "kind": "video", "path": os.path.abspath(path), "count": count,
-            "crop": str(crop)}
+    info(f"{name}: {count} tiles from {kept} of {'' if meta.frames else 'about '}{meta.frames_estimate} frames")
+    entry = {"name": name, "kind": "video", "path": os.path.abspath(path), "count": count, "crop": str(crop),
+             "scale": scale}
+    return entry if scale == manifest.FIT else {**entry, "crops_per_frame": crops_per_frame}
 
 
-def image_tiles(folder, size, crops_per_image, seed, sink):
-    """Tiles from every readable image under folder; unreadable files are skipped, named."""
+def image_tiles(folder, size, crops_per_image, seed, sink, side=manifest.FIT):
+    """Tiles from every readable image under folder; unreadable files are skipped, named. With
+    `side` fit each image is centre-cut to the tile's aspect and shrunk to it (random crops of
+    40-100% of that after the first); with a number N it is resized so that its shorter side is N
+    pixels, and tile-size crops are cut from it as it is (the centre, then random places), so the
+    strokes keep one size on every tile."""
     name = source_name(folder, "images")
     paths = images.find_images(folder)
     if not paths:
@@ -138,25 +167,34 @@ def image_tiles(folder, size, crops_per_image, seed, sink):
     def load(ordinal):
         image = images.load_rgb(paths[ordinal])
         if image is None:
-            return ordinal, None
-        return ordinal, images.cut_tiles(image, size, crops_per_image, np.random.default_rng(seeds[ordinal]))
+            return ordinal, None, None
+        crop_rng = np.random.default_rng(seeds[ordinal])
+        if side == manifest.FIT:
+            return ordinal, images.cut_tiles(image, size, crops_per_image, crop_rng), None
+        shorter = min(image.shape[:2])
+        return ordinal, images.crops_at_scale(images.at_side(image, side), size, crops_per_image, crop_rng,
+                                              centred=True), shorter if shorter < side else None
 
     count = 0
     # OpenCV decodes outside the GIL, so a few threads keep both cores busy.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool, \
             progress(total=len(paths), desc=f"{name} images", unit="image") as bar:
-        for ordinal, tiles in pool.map(load, range(len(paths))):
+        for ordinal, tiles, upscaled in pool.map(load, range(len(paths))):
             bar.update(1)
             if tiles is None:
                 warn(f"{paths[ordinal]}: not a readable image, skipped")
                 continue
+            if upscaled:
+                warn(f"{paths[ordinal]}: its shorter side is {upscaled} pixels, below --image-side {side}: "
+                     "upscaled, so its strokes are as broad as the others' but blurred")
             for tile in tiles:
                 sink(tile, name, "images", ordinal)
                 count += 1
     if count == 0:
         raise UserError(f"{folder}: none of its {len(paths)} image files could be read")
-    info(f"{name}: {count} tiles from {len(paths)} images")
-    return {"name": name, "kind": "images", "path": os.path.abspath(folder), "count": count}
+    info(f"{name}: {count} tiles from {len(paths)} images" + ("" if side == manifest.FIT else
+                                                               f", each with its shorter side at {side} pixels"))
+    return {"name": name, "kind": "images", "path": os.path.abspath(folder), "count": count, "side": side}
 
 
 def shard_paths(out_path, shards):
@@ -168,9 +206,9 @@ def shard_paths(out_path, shards):
 
 
 def extract(out_path, videos, image_dirs, size, frame_step=10, crop="auto", crops_per_image=1,
-            seed=0, shards=1):
+            seed=0, shards=1, video_scale=manifest.FIT, crops_per_frame=4, image_side=manifest.FIT):
     """Write all tiles of all sources, shuffled, to out_path (or `shards` files named after it),
-    and the one manifest beside it."""
+    and the one manifest beside it. `video_scale` and `image_side`: see video_tiles and image_tiles."""
     check_sources(videos, image_dirs)
     width, height = size
     paths = shard_paths(out_path, shards)
@@ -180,8 +218,10 @@ def extract(out_path, videos, image_dirs, size, frame_step=10, crop="auto", crop
         tmp_records = [outputs.enter_context(atomic_path(path)) for path in paths]
         shuffler = ShuffledWriter(tmp_records, seed)
         try:
-            sources = [video_tiles(p, size, frame_step, crop, shuffler) for p in videos]
-            sources += [image_tiles(d, size, crops_per_image, seed + i, shuffler) for i, d in enumerate(image_dirs)]
+            sources = [video_tiles(p, size, frame_step, crop, shuffler, video_scale, crops_per_frame,
+                                   np.random.default_rng([seed, i])) for i, p in enumerate(videos)]
+            sources += [image_tiles(d, size, crops_per_image, seed + i, shuffler, image_side)
+                        for i, d in enumerate(image_dirs)]
             info(f"shuffling {shuffler.count} tiles into {out_path}")
             shuffler.finish()
         finally:

@@ -83,6 +83,32 @@ def cut_tiles(image, size, crops=1, rng=None):
     return tiles
 
 
+def at_side(image, side):
+    """The image resized, aspect kept, so that its shorter side is `side` pixels: area
+    interpolation down, cubic up."""
+    height, width = image.shape[:2]
+    scale = side / min(width, height)
+    if scale == 1:
+        return image
+    size = (max(side, round(width * scale)), max(side, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+
+
+def crops_at_scale(image, size, crops, rng, centred=False):
+    """`crops` tiles of `size` (w, h) cut from an image as it is, no resizing: at random places,
+    the first one in the middle when `centred`. The image must be at least the tile each way."""
+    tile_w, tile_h = size
+    height, width = image.shape[:2]
+    tiles = []
+    for k in range(crops):
+        if centred and k == 0:
+            x, y = (width - tile_w) // 2, (height - tile_h) // 2
+        else:
+            x, y = int(rng.integers(0, width - tile_w + 1)), int(rng.integers(0, height - tile_h + 1))
+        tiles.append(np.ascontiguousarray(image[y:y + tile_h, x:x + tile_w]))
+    return tiles
+
+
 def to_uint8(images):
     """Float images in 0..1 (any shape) as uint8, rounded; values outside are clipped."""
     return (np.clip(np.asarray(images, np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)

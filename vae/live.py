@@ -686,6 +686,10 @@ def render(args, look, codec_args, encoder_note):
         if encoder_note:
             info(encoder_note)
         models = export.Models(args.models, unsafe=args.unsafe_models, found=found)
+        if models.render_scale:  # the source hands over the shown picture, which the render then takes as it is
+            info(f"live: rendered at the frame's own size; the model's render scale {models.render_scale:g} "
+                 "applies to files")
+            models.render_scale = None
         session = mogrify.Session(models, sources, look, batch_size)
         shown = source.size if not source.rehearsal else video.probe(args.input).display_size
         # A trained source's mean, or (None) a running mean of the input's own codes; keyframes

@@ -21,7 +21,8 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from vae import configs, training
+from vae import configs, manifest, training
+from vae.cli import warn
 
 VAEConfig = configs.VAEConfig  # here too, beside build_vae, for its callers
 
@@ -234,6 +235,13 @@ class Spec(configs.VAE, training.Spec):
 
     def model_json(self, config, step, logdir):
         spatial = config.latent == "spatial"
+        # The scale each source was cut at, from the manifests of the records it trained on; a
+        # spatial model whose footage was cut at one scale S renders at S times the frame's size.
+        scales, render_scale, unlisted = manifest.scales(configs.run_data(logdir))
+        for path in unlisted:
+            warn(f"{path}: no manifest beside it, so the scale of its tiles is unknown: model.json gets no "
+                 "render_scale")
         return {"width": config.width, "height": config.height, "codes": config.codes, "latent": config.latent,
                 "downsample": config.downsample if spatial else None, "vae_step": step,
-                "vae_logdir": os.path.abspath(logdir)}
+                "vae_logdir": os.path.abspath(logdir), "scales": scales or None,
+                "render_scale": render_scale if spatial and not unlisted else None}

@@ -103,11 +103,13 @@ def parse_match(text):
     return strength
 
 
-def fit(size, box, even_sides=True):
-    """`size` scaled down (never up) to fit inside `box`, aspect kept (even sides for video)."""
+def fit(size, box, even_sides=True, scale=1.0):
+    """`size` times `scale`, then scaled down (never up) to fit inside `box`, aspect kept (even
+    sides for video)."""
     width, height = size
     if box is not None:
-        scale = min(1.0, box[0] / width, box[1] / height)
+        scale = min(scale, box[0] / width, box[1] / height)
+    if scale != 1:
         width, height = max(2, round(width * scale)), max(2, round(height * scale))
     return (width - width % 2, height - height % 2) if even_sides else (width, height)
 
@@ -223,10 +225,27 @@ class Session:
             self._render = make_render(self.models, self.look.detail, self.bank is not None)
         return self._render
 
+    @property
+    def render_scale(self):
+        """The share of the frame's shown size that a spatial model renders at without
+        --render-size: the scale its footage was cut at (model.json's render_scale), else 1."""
+        return (self.models.render_scale or 1.0) if self.spatial and self.look.render_size is None else None
+
     def render_size(self, shown, even_sides=True):
         """The size the models see for a frame shown at `shown`: a spatial model's is the frame's
-        own (or fitted into --render-size), a global model's the tile."""
-        return fit(shown, self.look.render_size, even_sides) if self.spatial else self.tile_size
+        own times its render scale (or fitted into --render-size), a global model's the tile."""
+        if not self.spatial:
+            return self.tile_size
+        return fit(shown, self.look.render_size, even_sides, self.render_scale or 1.0)
+
+    def scale_note(self):
+        """How the render size was chosen, for the info line: a learned render scale is named."""
+        if not self.spatial:
+            return ""
+        if self.render_scale is None:
+            return " (--render-size)"
+        learned = ", the scale it learned (model.json)" if self.models.render_scale else ""
+        return f" (render scale {self.render_scale:g}{learned})"
 
     def frames_per_call(self, render_size):
         """At most --batch-size frames, fewer when the frames are big (see PIXELS_PER_CALL)."""
@@ -462,8 +481,8 @@ def render_video(session, input_path, output_path, options=VideoOptions(), meta=
     styler = session.styler(source_mean, shown, start=meta.start)  # keyframes count from the input's start
     look = session.look
     info(f"{meta.path}: {meta.width}x{meta.height} as shown at {float(meta.fps):.3g} fps, crop {crop}, rendered at "
-         f"{render_size[0]}x{render_size[1]} ({styler.batch_size} a call), shift from {source_label} toward "
-         f"{session.style!r} (alpha {look.alpha}, beta {look.beta}, detail {look.detail}"
+         f"{render_size[0]}x{render_size[1]}{session.scale_note()} ({styler.batch_size} a call), shift from "
+         f"{source_label} toward {session.style!r} (alpha {look.alpha}, beta {look.beta}, detail {look.detail}"
          f"{f', match {look.match}' if look.matching else ''})")
     estimate = meta.frames_estimate if options.duration is None else max(1, round(options.duration * float(meta.fps)))
     counting = None

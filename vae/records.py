@@ -10,9 +10,7 @@ Reading goes through tf.data.
 """
 import collections
 import glob
-import json
 import os
-import re
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -230,25 +228,15 @@ def read_records(path, chunk=1 << 20):
                 return
 
 
-def _shard_base(path):
-    """FILE for FILE-00000-of-00004.tfrecord.gz, else None."""
-    match = re.fullmatch(r"(.*)-\d{5}-of-\d{5}\.tfrecord\.gz", path)
-    return match.group(1) if match else None
-
-
 def manifest_counts(files):
     """Tiles per file from the manifests beside them (None where a file has none): start-up
     reads no records to count them."""
     counts = []
     for path in files:
-        base = _shard_base(path)
-        try:
-            with open(manifest.manifest_path(base + ".tfrecord.gz" if base else path)) as f:
-                listing = json.load(f)
-        except (OSError, ValueError):
+        listing = manifest.read_listing(path)
+        if listing is None:
             counts.append(None)
-            continue
-        if base:
+        elif manifest.shard_base(path):
             by_name = {s["path"]: s["count"] for s in listing.get("shards", [])}
             counts.append(by_name.get(os.path.basename(path)))
         else:

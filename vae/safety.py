@@ -42,6 +42,7 @@ SIGNATURES = {
 MAX_SIDE, MAX_CODES = 8192, 65536  # far beyond any real model; keeps the load-time probe small
 MAX_DOWNSAMPLE = 1024
 MAX_BANK = 1 << 16  # code neighbourhoods per source in bank.npz: each frame position meets all of them
+MAX_SIDE_IMAGE = 1 << 20  # --image-side: pixels of a painting's shorter side, any real one
 
 
 def read_saved_model(path):
@@ -182,7 +183,35 @@ def read_model_json(path):
         if not (_count(d, 2, MAX_DOWNSAMPLE) and d & (d - 1) == 0):
             raise UserError(f"{path}: a spatial model needs a downsample that is a power of two from 2 to "
                             f"{MAX_DOWNSAMPLE}, not {d!r}")
+    _check_scales(path, meta, latent)
     return meta
+
+
+def _scale(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+
+
+def _check_scales(path, meta, latent):
+    """`scales` ({source: {"scale": fit, mixed or S in (0, 1]} or {"side": fit, mixed or N}}) and
+    `render_scale` (S, a spatial model's only), as export_graphs.py writes them from the manifests."""
+    scales = meta.get("scales", {})
+    if not isinstance(scales, dict):
+        raise UserError(f"{path}: scales must be an object of source names, not {scales!r}")
+    for name, entry in scales.items():
+        ok = isinstance(entry, dict) and len(entry) == 1
+        if ok:
+            (key, value), = entry.items()
+            ok = value in ("fit", "mixed") or (key == "scale" and _scale(value)) or \
+                (key == "side" and _count(value, 1, MAX_SIDE_IMAGE))
+        if not ok:
+            raise UserError(f"{path}: the scale of source {name!r} must be {{\"scale\": fit, mixed or a number in "
+                            f"(0, 1]}} or {{\"side\": fit, mixed or pixels}}, not {entry!r}")
+    if "render_scale" in meta:
+        if not _scale(meta["render_scale"]):
+            raise UserError(f"{path}: render_scale must be a number above 0 and at most 1, not "
+                            f"{meta['render_scale']!r}")
+        if latent != "spatial":
+            raise UserError(f"{path}: render_scale is for a spatial model; this one is {latent}")
 
 
 def read_models_folder(folder, need_refiner=False):
