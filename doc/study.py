@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""The README's real-footage table and picture (doc/real_run.sh trains the models first).
+"""The README's real-footage table and pictures for one held-out clip (doc/real_run.sh trains the
+models first).
 
-A held-out clip is rendered every way the README compares (the original look, --detail 1, the
-spatial model, the style refiner) and through the two plain filters of doc/compare.py; every
+The clip is rendered every way the README compares (spatial models trained on whole frames and at
+the scale they render, --match at a few strengths, with and without --detail, the texture-loss
+refiner alone and after matching) and through the two plain filters of doc/compare.py. Every
 output is then measured the same way, independently of the render that made it
-(vae.measures.measure_files on the decoded files, against the style's tiles), beside the
-paintings' own floor: fresh crops of the painting measured against the same tiles.
+(vae.measures.measure_files on the decoded files), against the style's tiles as the scaled model
+learned them; the paintings' floor is fresh crops of the painting at that scale, measured the
+same way. Texture is reported on the finer pyramid levels (the marks: all but the coarsest, which
+is the footage's layout), in colour and on luminance alone, and as the share of the way from the
+input to the floor.
 
-    python doc/study.py --input heldout.mp4 --work /tmp/renders --global G --spatial S --styled T \
-        --style wave --painting wave.jpg --out doc
+    python doc/study.py --input heldout.mp4 --work /tmp/renders --fit F --scaled S --texture T \
+        --style wave --painting wave.jpg --name heldout --out doc
 """
 import argparse
 import json
@@ -26,42 +31,58 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from vae import images, measures, video  # noqa: E402
 
-KEYS = ("structure", "palette_after", "texture_after", "sharpness", "flicker")
+PANELS = ("spatial, whole frames", "at its scale", "at its scale, --match 1", "--match 1 --detail 0.5",
+          "texture refiner, --match 1", "Reinhard", "oil paint")
 
 
 def rows(args):
     """(label, what it is, command that writes OUT) for each rendered row."""
     shift = ["--alpha", str(args.alpha), "--beta", str(args.beta), "--style", args.style, "--crop", "none"]
     mogrify = [sys.executable, os.path.join(ROOT, "mogrify_video.py"), args.input]
-    compare = [sys.executable, os.path.join(ROOT, "doc", "compare.py"), args.input, "--models", args.spatial,
+    compare = [sys.executable, os.path.join(ROOT, "doc", "compare.py"), args.input, "--models", args.scaled,
                "--style", args.style]
+
+    def render(models, *more):
+        return lambda out: mogrify + [out, "--models", models, *shift, *more]
+
     return [
-        ("original look", "global VAE + refiner, --detail 0",
-         lambda out: mogrify + [out, "--models", args.global_, *shift]),
-        ("--detail 1", "global VAE + refiner, --detail 1",
-         lambda out: mogrify + [out, "--models", args.global_, *shift, "--detail", "1"]),
-        ("spatial", "spatial VAE, --detail 0, at the frame's size",
-         lambda out: mogrify + [out, "--models", args.spatial, *shift]),
-        ("style refiner", "spatial VAE + style refiner, --detail 0",
-         lambda out: mogrify + [out, "--models", args.styled, *shift]),
-        ("style refiner, loose", "the same, --content-pool 8 --content-weight 0.5 --adversarial-weight 2",
-         lambda out: mogrify + [out, "--models", args.styled_loose, *shift]),
+        ("spatial, whole frames", "trained on whole frames and paintings shrunk to the tile, at the frame's size",
+         render(args.fit)),
+        ("whole frames, --match 1", "the same, --match 1", render(args.fit, "--match", "1")),
+        ("at its scale", "trained on crops at half size, the painting at the frame's height; renders at half size",
+         render(args.scaled)),
+        ("at its scale, --match 0.5", "the same, --match 0.5", render(args.scaled, "--match", "0.5")),
+        ("at its scale, --match 1", "the same, --match 1", render(args.scaled, "--match", "1")),
+        ("--match 1 --detail 0.5", "the same, with half the input's own detail put back",
+         render(args.scaled, "--match", "1", "--detail", "0.5")),
+        ("texture refiner", "at its scale + the texture-loss refiner (no discriminator)", render(args.texture)),
+        ("texture refiner, --match 1", "the same after --match 1", render(args.texture, "--match", "1")),
         ("Reinhard", "colour transfer in Lab toward the style's tiles",
          lambda out: compare + ["--filter", "reinhard", "--out", out]),
-        ("oil paint", "OpenCV xphoto.oilPainting(7, 1)",
-         lambda out: compare + ["--filter", "oil", "--out", out]),
+        ("oil paint", "OpenCV xphoto.oilPainting(7, 1)", lambda out: compare + ["--filter", "oil", "--out", out]),
     ]
 
 
-def painting_floor(painting, reference, crops=32, seed=7):
-    """The texture of fresh crops of the painting (at the analysis size frames are measured at)
-    against the reference: how close footage could get."""
-    image = images.load_rgb(painting)
-    size = (measures.ANALYSIS_WIDTH, measures.ANALYSIS_WIDTH * 9 // 16)
-    patches, rng = measures.PatchSet(), np.random.default_rng(seed)
-    for tile in images.cut_tiles(image, size, crops, rng)[1:]:
-        patches.add(reference.patches_of(tile, rng))
-    return reference.distance(patches)
+def fine(levels):
+    """The texture of the marks: the mean over all levels but the coarsest (the layout)."""
+    return float(np.mean(levels[:-1]))
+
+
+def painting_floor(painting, side, size, path, crops=48, seed=7):
+    """Fresh crops of the painting at the scale the models learned it (shorter side `side`, tiles
+    of `size`), written as a clip and measured as every render is: how close footage could get."""
+    frames = images.crops_at_scale(images.at_side(images.load_rgb(painting), side), size, crops,
+                                   np.random.default_rng(seed))
+    w, h = size
+    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+                    "-r", "25", "-i", "-", "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", path],
+                   input=np.stack(frames).tobytes(), check=True)
+    return path
+
+
+def share(before, after, floor):
+    """How far from the input toward the floor (1: all the way; negative: away)."""
+    return (before - after) / (before - floor)
 
 
 def frame_at(path, index):
@@ -72,65 +93,93 @@ def frame_at(path, index):
     raise SystemExit(f"{path}: no frame {index}")
 
 
+def pictures(args, outputs, painting):
+    """The frame each way (the whole frame), and a 1:1 cut of its middle (the marks as shown)."""
+    input_frame = frame_at(args.input, args.frame)
+    frames = [("input (held out)", input_frame)] + [(label, frame_at(outputs[label], args.frame)) for label in PANELS]
+    frames.append((f"the style: {os.path.basename(args.painting)}", painting))
+    for suffix, cut in (("", False), ("_cut", True)):
+        fig, axes = plt.subplots(3, 3, figsize=(16, 9.6))
+        for ax, (title, image) in zip(axes.flat, frames):
+            if cut and not title.startswith("the style"):
+                h, w = image.shape[:2]
+                ch, cw = h // 3, w // 3
+                image = image[h // 2 - ch // 2:h // 2 + ch // 2, w // 2 - cw // 2:w // 2 + cw // 2]
+            ax.imshow(image, interpolation="nearest")
+            ax.set_title(title)
+            ax.axis("off")
+        fig.savefig(os.path.join(args.out, f"real_look_{args.name}{suffix}.png"), dpi=60, bbox_inches="tight")
+        plt.close(fig)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True)
     p.add_argument("--work", required=True)
-    p.add_argument("--global", dest="global_", required=True, help="models folder of the global VAE")
-    p.add_argument("--spatial", required=True, help="models folder of the spatial VAE")
-    p.add_argument("--styled", required=True, help="models folder of the spatial VAE with the style refiner")
-    p.add_argument("--styled-loose", required=True, help="the same with the looser content term")
+    p.add_argument("--fit", required=True, help="models folder of the spatial VAE trained on whole frames")
+    p.add_argument("--scaled", required=True, help="models folder of the spatial VAE trained at its render scale")
+    p.add_argument("--texture", required=True, help="the scaled VAE with the texture-loss refiner")
     p.add_argument("--style", required=True)
     p.add_argument("--painting", required=True, help="the style's painting, shown beside the frames")
+    p.add_argument("--side", type=int, default=360, help="the painting's shorter side in the scaled model's tiles")
+    p.add_argument("--name", required=True, help="the clip's name in the files written")
     p.add_argument("--alpha", type=float, default=0.25)
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--frame", type=int, default=20)
-    p.add_argument("--out", required=True, help="folder for real_table.md and real_look.png")
+    p.add_argument("--out", required=True, help="folder for real_table_NAME.md and real_look_NAME*.png")
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    reference = measures.style_reference(args.spatial, {args.style: 1.0})
-    with open(os.path.join(args.spatial, "embeddings.json")) as f:
+    reference = measures.style_reference(args.scaled, {args.style: 1.0})
+    with open(os.path.join(args.scaled, "embeddings.json")) as f:
         style_lab = json.load(f)["sources"][args.style]["lab_mean"]
+    with open(os.path.join(args.scaled, "model.json")) as f:
+        tile = json.load(f)
+    floor_clip = painting_floor(args.painting, args.side, (tile["width"], tile["height"]),
+                                os.path.join(args.work, "painting_floor.mp4"))
+    floor = measures.measure_files(floor_clip, floor_clip, reference, style_lab=style_lab)
     results, outputs = [], {}
     for label, what, command in rows(args):
         out = os.path.join(args.work, "".join(c if c.isalnum() else "_" for c in label).strip("_") + ".mp4")
         if not os.path.exists(out):
             subprocess.run(command(out), check=True, stdout=subprocess.DEVNULL)
         measured = measures.measure_files(args.input, out, reference, style_lab=style_lab)
-        print(f"{label}: " + ", ".join(f"{k} {measured.get(k, float('nan')):.3g}" for k in KEYS), file=sys.stderr)
         results.append((label, what, measured))
         outputs[label] = out
+        print(f"{label}: " + ", ".join(f"{k} {measured[k]:.3g}" for k in ("structure", "palette_after", "sharpness",
+                                                                            "flicker")), file=sys.stderr)
     before = results[0][2]
-    floor = painting_floor(args.painting, reference)
-    lines = [f"Held-out clip: {os.path.basename(args.input)}, style {args.style!r}, alpha {args.alpha:g}, "
-             f"beta {args.beta:g}. Texture: input {before['texture_before']:.0f}, the painting's own floor "
-             f"{floor:.0f}; palette: input {before['palette_before']:.1f}.", "",
-             "| row | what | structure | palette | texture | sharpness | flicker |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-             f"| input | the footage itself | 1.00 | {before['palette_before']:.1f} | {before['texture_before']:.0f} "
-             f"| 1.00 | 1.00 |"]
+    fine_floor = {kind: fine(floor[f"texture{kind}_levels_after"]) for kind in ("", "_luma")}
+    fine_before = {kind: fine(before[f"texture{kind}_levels_before"]) for kind in ("", "_luma")}
+    meta = video.probe(args.input)
+    lines = [f"Held-out clip {args.name} ({os.path.basename(args.input)}, {meta.width}x{meta.height}), style "
+             f"{args.style!r}, alpha {args.alpha:g}, beta {args.beta:g}. Fine texture (all pyramid levels but the "
+             f"coarsest), colour / luminance: input {fine_before['']:.0f} / {fine_before['_luma']:.0f}, the "
+             f"painting's floor {fine_floor['']:.0f} / {fine_floor['_luma']:.0f}; palette: input "
+             f"{before['palette_before']:.1f}. 'way' is the share of the way from the input to the floor.", "",
+             "| row | what | structure | palette | fine texture | way | fine texture, luminance | way | sharpness "
+             "| flicker |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+             f"| input | the footage itself | 1.00 | {before['palette_before']:.1f} | {fine_before['']:.0f} | 0% | "
+             f"{fine_before['_luma']:.0f} | 0% | 1.00 | 1.00 |"]
+    table = {}
     for label, what, m in results:
-        lines.append(f"| {label} | {what} | {m['structure']:.2f} | {m['palette_after']:.1f} | {m['texture_after']:.0f} "
-                     f"| {m['sharpness']:.2f} | {m['flicker']:.2f} |")
-    lines.append(f"| painting | fresh crops of {os.path.basename(args.painting)} | | 0 | {floor:.0f} | | |")
-    table = "\n".join(lines) + "\n"
-    with open(os.path.join(args.out, "real_table.md"), "w") as f:
-        f.write(table)
+        after = {kind: fine(m[f"texture{kind}_levels_after"]) for kind in ("", "_luma")}
+        ways = {kind: share(fine_before[kind], after[kind], fine_floor[kind]) for kind in after}
+        table[label] = {**m, "fine_texture": after[""], "fine_texture_luma": after["_luma"], "way": ways[""],
+                        "way_luma": ways["_luma"]}
+        lines.append(f"| {label} | {what} | {m['structure']:.2f} | {m['palette_after']:.1f} | {after['']:.0f} | "
+                     f"{100 * ways['']:.0f}% | {after['_luma']:.0f} | {100 * ways['_luma']:.0f}% | "
+                     f"{m['sharpness']:.2f} | {m['flicker']:.2f} |")
+    lines.append(f"| painting | fresh crops of {os.path.basename(args.painting)} at the scale the models learned it "
+                 f"| | 0 | {fine_floor['']:.0f} | 100% | {fine_floor['_luma']:.0f} | 100% | | |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(args.out, f"real_table_{args.name}.md"), "w") as f:
+        f.write(text)
     with open(os.path.join(args.work, "study.json"), "w") as f:
-        json.dump({"floor": floor, "rows": {label: m for label, _, m in results}}, f, indent=2)
-    print(table)
-    panels = [("input (held out)", frame_at(args.input, args.frame))]
-    panels += [(label, frame_at(outputs[label], args.frame)) for label, _, _ in results]
-    painting = images.load_rgb(args.painting)
-    panels.append((f"the style: {os.path.basename(args.painting)}", painting))
-    fig, axes = plt.subplots(3, 3, figsize=(16, 9.6))
-    for ax, (title, image) in zip(axes.flat, panels):
-        ax.imshow(image)
-        ax.set_title(title)
-        ax.axis("off")
-    fig.savefig(os.path.join(args.out, "real_look.png"), dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    print(f"wrote {args.out}/real_table.md and real_look.png")
+        json.dump({"floor": floor, "fine_floor": fine_floor, "fine_before": fine_before, "rows": table}, f, indent=2)
+    print(text)
+    pictures(args, outputs, images.load_rgb(args.painting))
+    print(f"wrote {args.out}/real_table_{args.name}.md and real_look_{args.name}.png, real_look_{args.name}_cut.png")
 
 
 if __name__ == "__main__":
