@@ -6,11 +6,15 @@
 - `texture_before`, `texture_after`: the multi-scale sliced Wasserstein distance (Karras et al.
   2018) between 7x7 patches of Laplacian pyramids of the frames and of the style's tiles, times
   1000; each level's patches are normalised by their own mean and spread per channel, so it
-  tells texture apart from colour and contrast;
+  tells texture apart from colour and contrast. `texture_levels_before`/`_after` give it per
+  level, finest first (the coarsest is the layout, the finer ones the marks), the `texture_luma_`
+  fields the same on the luminance channel alone, and the `_floor` fields the style against a
+  second draw of its own tiles: how close footage could get;
 - `sharpness`: variance of the Laplacian of the output's luminance over the input's;
 - `flicker`: the mean squared difference of each output frame to the previous output frame
   warped along the input's optical flow, on pixels where the flow is reliable, divided by the
-  same for the input (1: as steady as the input).
+  same for the input (1: as steady as the input); the mean is over the reliable pixels of all
+  sampled pairs together, so a cut, where almost no pixel is reliable, counts for little.
 
 All but `structure` are taken on analysis-size frames (ANALYSIS_WIDTH wide) made from the
 full-size input and output, so they mean the same for every --detail and model kind. The meter
