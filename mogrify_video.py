@@ -4,7 +4,7 @@ painting style, sound included."""
 import json
 import os
 
-from vae import cli, codecs, latent, live, mogrify, video
+from vae import cli, codecs, latent, live, measures, mogrify, video
 
 
 def main(argv):
@@ -126,6 +126,19 @@ def closer(before, after):
     return f"{change:.0f}% closer" if round(change) >= 0 else f"{-change:.0f}% farther"
 
 
+def fine_texture(result, key):
+    """"input A, output B, floor C (N% of the way)" for the finer pyramid levels of `key`
+    (texture_levels or texture_luma_levels), or None when the measures have no such levels."""
+    before, after, floor = (measures.fine_texture(result.get(f"{key}_{name}")) for name in ("before", "after", "floor"))
+    if before is None or after is None:
+        return None
+    text = f"input {before:.0f}, output {after:.0f}"
+    if floor is None:
+        return text
+    share = measures.share_of_the_way(before, after, floor)
+    return f"{text}, floor {floor:.0f} ({'input at the floor' if share is None else f'{100 * share:.0f}% of the way'})"
+
+
 def report(prefix, result):
     if "structure" in result:
         print(f"{prefix}structure {result['structure']:.2f} (SSIM of output to input, 1 = same shapes)")
@@ -137,6 +150,10 @@ def report(prefix, result):
         before, after = result["texture_before"], result["texture_after"]
         print(f"{prefix}texture distance to {result['style']!r} (patch statistics, lower is closer): "
               f"input {before:.0f}, output {after:.0f} ({closer(before, after)})")
+    colour, luma = fine_texture(result, "texture_levels"), fine_texture(result, "texture_luma_levels")
+    if colour:
+        print(f"{prefix}fine texture to {result['style']!r} (marks: all levels but the coarsest; the way from input "
+              f"to the style's own floor): {colour}" + (f"; on luminance {luma}" if luma else ""))
     if "sharpness" in result:
         print(f"{prefix}sharpness {result['sharpness']:.2f} (detail of output over input, 1 = as sharp)")
     if "flicker" in result:

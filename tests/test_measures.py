@@ -2,13 +2,15 @@
 patches), sharpness and flicker at one analysis size, checked against generated images and
 against an independent computation on rendered files decoded with ffmpeg."""
 import json
+import os
 import shutil
+import subprocess
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, decode, flickering_copy, run_script
+from conftest import ROOT, assert_one_line_error, decode, flickering_copy, run_script
 from vae import measures, synthetic, video
 
 
@@ -76,7 +78,8 @@ def test_tile_size_output_is_scaled_up_before_measuring():
 
 def independent_flicker(inputs, outputs, pairs):
     """The contract's flicker computed another way: Farneback flow of the input, a forward-
-    backward check for reliable pixels, the previous output warped onto the current frame."""
+    backward check for reliable pixels, the previous output warped onto the current frame; the
+    squared differences pooled over the reliable pixels of all pairs, output over input."""
     total_in = total_out = 0.0
     for i in pairs:
         a, b = (cv2.cvtColor(inputs[k], cv2.COLOR_RGB2GRAY) for k in (i - 1, i))
@@ -87,13 +90,10 @@ def independent_flicker(inputs, outputs, pairs):
         mx, my = x + back[..., 0], y + back[..., 1]
         trip = cv2.remap(forth, mx, my, cv2.INTER_LINEAR)
         ok = (np.hypot(*(back + trip).transpose(2, 0, 1)) < 0.5) & (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
-        for frames, add in ((inputs, "in"), (outputs, "out")):
-            moved = cv2.remap(frames[i - 1].astype(np.float32), mx, my, cv2.INTER_LINEAR)
-            error = float(((frames[i].astype(np.float32) - moved)[ok] ** 2).mean())
-            if add == "in":
-                total_in += error
-            else:
-                total_out += error
+        moved_in, moved_out = (cv2.remap(frames[i - 1].astype(np.float32), mx, my, cv2.INTER_LINEAR)
+                               for frames in (inputs, outputs))
+        total_in += float(((inputs[i].astype(np.float32) - moved_in)[ok] ** 2).sum())
+        total_out += float(((outputs[i].astype(np.float32) - moved_out)[ok] ** 2).sum())
     return total_out / total_in
 
 
@@ -181,3 +181,90 @@ def test_tiles_for_the_texture_measure(tmp_path, evaluated, media):
         assert result.stderr.count("texture is left out") == 1
         stats = json.loads((tmp_path / "o.json").read_text())
         assert "texture_before" not in stats and "flicker" in stats and "sharpness" in stats
+
+
+SHARED_DATA = os.path.join(ROOT, "..", "shared", "data")
+
+
+@pytest.fixture(scope="module")
+def real_clip(tmp_path_factory):
+    """Two seconds of Big Buck Bunny (../shared/data) at 640x360: real footage, with the motion
+    and grain that synthetic scenes lack."""
+    source = os.path.join(SHARED_DATA, "videos", "bigbuckbunny.mp4")
+    if not os.path.isfile(source):
+        pytest.skip(f"{source} is not here (the shared data folder)")
+    path = tmp_path_factory.mktemp("real") / "bunny.mp4"
+    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-i", source, "-t", "2", "-vf", "scale=640:360", "-an",
+                    "-c:v", "libx264", "-crf", "16", str(path)], check=True)
+    return path
+
+
+def dis_flicker(inputs, outputs):
+    """The contract's flicker on every pair of frames, written apart from vae.measures: DIS flow
+    (the fast preset, not the meter's), a forward-backward check within half a pixel, and the
+    squared differences pooled over the reliable pixels of all pairs."""
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    totals = np.zeros(2)
+    for i in range(1, len(inputs)):
+        a, b = (cv2.cvtColor(inputs[k], cv2.COLOR_RGB2GRAY) for k in (i - 1, i))
+        back, forth = dis.calc(b, a, None), dis.calc(a, b, None)
+        h, w = a.shape
+        x, y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        mx, my = x + back[..., 0], y + back[..., 1]
+        trip = cv2.remap(forth, mx, my, cv2.INTER_LINEAR)
+        ok = (np.hypot(*(back + trip).transpose(2, 0, 1)) < 0.5) & (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+        for k, frames in enumerate((inputs, outputs)):
+            moved = cv2.remap(frames[i - 1].astype(np.float32), mx, my, cv2.INTER_LINEAR)
+            totals[k] += ((frames[i].astype(np.float32) - moved)[ok] ** 2).sum()
+    return totals[1] / totals[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("smooth", [0.2, 0.6])
+def test_flicker_on_real_footage_agrees_with_the_decoded_files(tmp_path, evaluated, real_clip, smooth):
+    """What the render prints is the flicker of the file it wrote: within 25 % of every pair of
+    both decoded files at 256 wide, and of measure_files."""
+    out = tmp_path / "out.mp4"
+    stats, _ = render(evaluated, real_clip, out, "--smooth", smooth, "--crf", 18)
+    _, inputs = decode(real_clip, (256, 144))
+    _, outputs = decode(out, (256, 144))
+    theirs = dis_flicker(inputs, outputs)
+    assert stats["flicker"] == pytest.approx(theirs, rel=0.25), (stats["flicker"], theirs)
+    assert measures.measure_files(real_clip, out)["flicker"] == pytest.approx(theirs, rel=0.25)
+
+
+def test_texture_levels_finest_first():
+    """Per level, finest first: grain moves the finest level's patches far and the coarsest (the
+    layout) little; the mean over levels is the texture figure."""
+    rng = np.random.default_rng(4)
+    paintings = [synthetic.painting(rng) for _ in range(6)]
+    reference = measures.TextureReference(crops(paintings, 48, rng))
+    scenes = list(synthetic.scene_frames(rng, 320, 180, frames=8))
+    meter = measures.Measures(None, reference, every=1)
+    for index, frame in enumerate(scenes):
+        meter.add(index, frame, np.clip(frame + rng.normal(0, 12, frame.shape), 0, 255).astype(np.uint8))
+    stats = meter.summary()
+    for space in ("texture", "texture_luma"):
+        before, after = stats[f"{space}_levels_before"], stats[f"{space}_levels_after"]
+        assert len(before) == len(after) == len(stats[f"{space}_levels_floor"]) == reference.levels >= 2
+        assert abs(after[0] - before[0]) > 5 * abs(after[-1] - before[-1]), (before, after)
+        assert stats[f"{space}_before"] == pytest.approx(np.mean(before))
+    assert stats["texture_floor"] < stats["texture_before"]  # the paintings are closer to themselves
+    assert measures.fine_texture([3.0, 5.0, 100.0]) == 4.0 and measures.fine_texture([7.0]) is None
+    assert measures.share_of_the_way(120, 95, 70) == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_texture_levels_in_the_stats(tmp_path, evaluated, wide_clip):
+    """--stats has the texture per level, finest first, in colour and on luminance, and the
+    style's floor; an unchanged render measures as its input; the summary says how far the
+    finer levels moved."""
+    stats, result = render(evaluated, wide_clip, tmp_path / "same.mp4", "--detail", 1, "--alpha", 0, "--beta", 0)
+    levels = len(stats["texture_levels_before"])
+    assert levels >= 2
+    for key in ("texture_levels", "texture_luma_levels"):
+        assert len(stats[f"{key}_before"]) == len(stats[f"{key}_after"]) == len(stats[f"{key}_floor"]) == levels
+        assert stats[f"{key}_after"] == pytest.approx(stats[f"{key}_before"], rel=0.02)
+    assert stats["texture_before"] == pytest.approx(np.mean(stats["texture_levels_before"]))
+    line = [line for line in result.stdout.splitlines() if line.startswith("fine texture to 'paintings'")]
+    assert len(line) == 1 and "on luminance" in line[0] and "floor" in line[0], result.stdout

@@ -6,11 +6,15 @@
 - `texture_before`, `texture_after`: the multi-scale sliced Wasserstein distance (Karras et al.
   2018) between 7x7 patches of Laplacian pyramids of the frames and of the style's tiles, times
   1000; each level's patches are normalised by their own mean and spread per channel, so it
-  tells texture apart from colour and contrast;
+  tells texture apart from colour and contrast. `texture_levels_before`/`_after` give it per
+  level, finest first (the coarsest is the layout, the finer ones the marks), the `texture_luma_`
+  fields the same on the luminance channel alone, and the `_floor` fields the style against a
+  second draw of its own tiles: how close footage could get;
 - `sharpness`: variance of the Laplacian of the output's luminance over the input's;
 - `flicker`: the mean squared difference of each output frame to the previous output frame
   warped along the input's optical flow, on pixels where the flow is reliable, divided by the
-  same for the input (1: as steady as the input).
+  same for the input (1: as steady as the input); the mean is over the reliable pixels of all
+  sampled pairs together, so a cut, where almost no pixel is reliable, counts for little.
 
 All but `structure` are taken on analysis-size frames (ANALYSIS_WIDTH wide) made from the
 full-size input and output, so they mean the same for every --detail and model kind. The meter
@@ -111,25 +115,31 @@ def laplacian_pyramid(rgb, levels=None):
         image = down
 
 
-def random_patches(level, rng, count=PATCHES_PER_LEVEL):
-    """`count` random PATCHxPATCHx3 patches of one level, flattened: [count, PATCH*PATCH*3]."""
-    h, w = level.shape[:2]
+def patch_positions(shape, rng, count=PATCHES_PER_LEVEL):
+    """Row and column indices of `count` random PATCHxPATCH windows of an image of `shape`."""
+    h, w = shape[:2]
     ys = rng.integers(0, h - PATCH + 1, count)
     xs = rng.integers(0, w - PATCH + 1, count)
     offsets = np.arange(PATCH)
-    rows = (ys[:, None] + offsets)[:, :, None]
-    cols = (xs[:, None] + offsets)[:, None, :]
-    return level[rows, cols].reshape(count, -1)
+    return (ys[:, None] + offsets)[:, :, None], (xs[:, None] + offsets)[:, None, :]
 
 
 def image_patches(rgb, rng, levels=None):
-    """[patches of level 0, of level 1, ...] of one uint8 RGB image."""
-    return [random_patches(level, rng) for level in laplacian_pyramid(rgb, levels)]
+    """(colour, luminance): the patches of each pyramid level of one uint8 RGB image, flattened,
+    [count, PATCH*PATCH*3] and [count, PATCH*PATCH], taken at the same positions in both, so
+    that the luminance figure is the colour one without the chroma."""
+    colour, luma = [], []
+    for level, grey in zip(laplacian_pyramid(rgb, levels), laplacian_pyramid(luminance(rgb), levels)):
+        rows, cols = patch_positions(level.shape, rng)
+        colour.append(level[rows, cols].reshape(len(rows), -1))
+        luma.append(grey[rows, cols].reshape(len(rows), -1))
+    return colour, luma
 
 
 def normalised(patches):
-    """A level's patch set with each colour channel at mean 0, spread 1 over the whole set."""
-    x = np.concatenate(patches).reshape(-1, PATCH * PATCH, 3).astype(np.float64)
+    """A level's patch set with each channel at mean 0, spread 1 over the whole set."""
+    x = np.concatenate(patches).astype(np.float64)
+    x = x.reshape(len(x), PATCH * PATCH, -1)
     mean, std = x.mean((0, 1)), x.std((0, 1))
     return ((x - mean) / np.maximum(std, 1e-8)).reshape(len(x), -1).astype(np.float32)
 
@@ -151,55 +161,99 @@ def sliced_wasserstein(a, b, rng):
     return float(np.abs(at_quantiles(pa) - at_quantiles(pb)).mean())
 
 
-def texture_distance(levels_a, levels_b):
-    """Karras et al.'s multi-scale SWD (x 1000) between two lists of per-level patch lists,
-    over the levels both have; seeded, so the same patches give the same number."""
+def texture_levels(levels_a, levels_b):
+    """Karras et al.'s sliced Wasserstein distance (x 1000) per pyramid level, finest first,
+    between two lists of per-level patch lists, over the levels both have; seeded, so the same
+    patches give the same numbers."""
     rng = np.random.default_rng(SEED)
     common = min(len(levels_a), len(levels_b))
-    if common == 0:
+    return [1000 * sliced_wasserstein(normalised(levels_a[k]), normalised(levels_b[k]), rng) for k in range(common)]
+
+
+def texture_distance(levels_a, levels_b):
+    """The multi-scale figure: the mean of texture_levels (None without a common level)."""
+    levels = texture_levels(levels_a, levels_b)
+    return float(np.mean(levels)) if levels else None
+
+
+def fine_texture(levels):
+    """How far the marks are: the mean over all levels but the coarsest (the layout); None for
+    a pyramid of one level."""
+    return float(np.mean(levels[:-1])) if levels and len(levels) > 1 else None
+
+
+def share_of_the_way(before, after, floor):
+    """How far a distance went from `before` toward `floor` (1: all the way, below 0: away);
+    None when the input is at the floor already."""
+    if before is None or after is None or floor is None or before - floor <= 1e-9:
         return None
-    distances = [sliced_wasserstein(normalised(levels_a[k]), normalised(levels_b[k]), rng) for k in range(common)]
-    return 1000 * float(np.mean(distances))
+    return (before - after) / (before - floor)
 
 
 class PatchSet:
-    """Patches per pyramid level, gathered image by image (lists of arrays per level)."""
+    """Patches per pyramid level, colour and luminance, gathered image by image (lists of
+    arrays per level)."""
 
     def __init__(self):
-        self.levels = []
+        self.levels, self.luma_levels = [], []
 
     def add(self, patches):
-        if self.levels and len(patches) != len(self.levels):  # a frame of another size: keep the common levels
-            n = min(len(patches), len(self.levels))
-            self.levels, patches = self.levels[:n], patches[:n]
+        """`patches`: (colour, luminance) per level, as image_patches gives them."""
+        colour, luma = patches
+        if self.levels and len(colour) != len(self.levels):  # a frame of another size: keep the common levels
+            n = min(len(colour), len(self.levels))
+            self.levels, self.luma_levels, colour, luma = self.levels[:n], self.luma_levels[:n], colour[:n], luma[:n]
         if not self.levels:
-            self.levels = [[] for _ in patches]
-        for bucket, p in zip(self.levels, patches):
-            bucket.append(p)
+            self.levels, self.luma_levels = [[] for _ in colour], [[] for _ in luma]
+        for buckets, new in ((self.levels, colour), (self.luma_levels, luma)):
+            for bucket, p in zip(buckets, new):
+                bucket.append(p)
 
 
 class TextureReference:
     """The style's tiles as pyramid patches, computed once: what frames' textures are compared with.
 
     Frames are cut into as many levels as the tiles have (`levels`), so that each level is of
-    the same kind on both sides (band-pass, and the low-pass rest last) whatever their sizes."""
+    the same kind on both sides (band-pass, and the low-pass rest last) whatever their sizes.
+    The floor is the style against itself: patches of `floor_tiles` (a second draw of the
+    style's tiles; by default the same tiles) at other random positions, compared with the
+    reference as frames are, so "how close to the paintings" has a number to aim at."""
 
-    def __init__(self, tiles, seed=SEED):
-        rng = np.random.default_rng(seed)
-        self.patches = PatchSet()
-        self.count = 0
-        for tile in tiles:
-            self.patches.add(image_patches(np.asarray(tile), rng))
-            self.count += 1
+    def __init__(self, tiles, seed=SEED, floor_tiles=None):
+        self.seed = seed
+        self.patches = self._patch_set(tiles, np.random.default_rng(seed))
+        self.count = len(tiles)
         if not self.count:
             raise ValueError("a texture reference needs at least one tile")
         self.levels = len(self.patches.levels)
+        self.floor_tiles = tiles if floor_tiles is None or not len(floor_tiles) else floor_tiles
+        self._floor = None
+
+    def _patch_set(self, tiles, rng, levels=None):
+        patches = PatchSet()
+        for tile in tiles:
+            patches.add(image_patches(np.asarray(tile), rng, levels))
+        return patches
 
     def patches_of(self, rgb, rng):
         return image_patches(rgb, rng, self.levels)
 
+    def compare(self, patches):
+        """{"levels": colour distance per level, "luma_levels": luminance distance per level},
+        finest first, of a PatchSet against the reference."""
+        return {"levels": texture_levels(patches.levels, self.patches.levels),
+                "luma_levels": texture_levels(patches.luma_levels, self.patches.luma_levels)}
+
     def distance(self, patches):
+        """The contract's texture figure: the colour distance, the mean over levels."""
         return texture_distance(patches.levels, self.patches.levels)
+
+    def floor(self):
+        """compare() of the floor draw (computed once)."""
+        if self._floor is None:
+            self._floor = self.compare(self._patch_set(self.floor_tiles, np.random.default_rng([self.seed, 1]),
+                                                       self.levels))
+        return self._floor
 
 
 # -- the style's tiles, written by evaluate_embeddings.py beside embeddings.json ----------------
@@ -210,22 +264,28 @@ def tiles_path(models_dir):
 
 def style_reference(models_dir, style_weights, seed=SEED):
     """A TextureReference of REFERENCE_TILES tiles of the style mix (`style_weights`, as
-    vae.latent.style_weights gives them), drawn from each source in proportion to its weight;
-    None when the folder has no tiles.npz (written by older versions of evaluate_embeddings.py)."""
+    vae.latent.style_weights gives them), drawn from each source in proportion to its weight,
+    and a second such draw for its floor; None when the folder has no tiles.npz (written by
+    older versions of evaluate_embeddings.py)."""
     path = tiles_path(models_dir)
     if not os.path.isfile(path):
         return None
     tiles = safety.check_tiles(path, safety.embedding_names(os.path.join(models_dir, "embeddings.json")))
     rng = np.random.default_rng(seed)
-    chosen = []
-    for name, weight in style_weights.items():
-        if weight <= 0 or name not in tiles:  # a source without tiles: the others stand for the style
-            continue
-        pool = tiles[name]
-        want = max(1, round(weight * REFERENCE_TILES))
-        picks = rng.choice(len(pool), want, replace=want > len(pool))
-        chosen += [pool[i] for i in sorted(picks)]
-    return TextureReference(chosen, seed) if chosen else None
+
+    def draw():
+        chosen = []
+        for name, weight in style_weights.items():
+            if weight <= 0 or name not in tiles:  # a source without tiles: the others stand for the style
+                continue
+            pool = tiles[name]
+            want = max(1, round(weight * REFERENCE_TILES))
+            picks = rng.choice(len(pool), want, replace=want > len(pool))
+            chosen += [pool[i] for i in sorted(picks)]
+        return chosen
+
+    chosen = draw()
+    return TextureReference(chosen, seed, floor_tiles=draw()) if chosen else None
 
 
 # -- the meter -------------------------------------------------------------------------------
@@ -242,6 +302,20 @@ def _full_size_pair(input_full, output):
         output = cv2.resize(output, (iw - iw % 2, ih - ih % 2), interpolation=cv2.INTER_CUBIC)
         return input_full[:ih - ih % 2, :iw - iw % 2], output
     return input_full, output
+
+
+def texture_summary(reference, before, after):
+    """The texture fields of the measures: of PatchSets `before` and `after` (input and output)
+    against a TextureReference, in colour and on luminance, per level (finest first) and their
+    mean, and the reference's own floor."""
+    out = {}
+    for name, patches in (("before", before), ("after", after), ("floor", None)):
+        found = reference.floor() if patches is None else reference.compare(patches)
+        out[f"texture_{name}"] = float(np.mean(found["levels"]))
+        out[f"texture_levels_{name}"] = found["levels"]
+        out[f"texture_luma_{name}"] = float(np.mean(found["luma_levels"]))
+        out[f"texture_luma_levels_{name}"] = found["luma_levels"]
+    return out
 
 
 class Measures:
@@ -285,11 +359,14 @@ class Measures:
     def _sample(self, index, before, after):
         if self.previous is not None and self.previous[0] == index - 1:
             warp, mask = self.flow(self.previous[1], before)
-            if mask.any():
-                for attribute, (earlier, now) in (("flicker_input", (self.previous[1], before)),
-                                                  ("flicker_output", (self.previous[2], after))):
-                    difference = now.astype(np.float32) - warp(earlier).astype(np.float32)
-                    setattr(self, attribute, getattr(self, attribute) + float((difference[mask] ** 2).mean()))
+            # Squared differences summed over the reliable pixels of every pair, so that the ratio
+            # is the mean over all of them: a pair where the flow holds almost nowhere (a cut, with
+            # a few chance pixels differing by thousands) weighs by the few pixels it has. A mean
+            # per pair would let a handful of cuts outweigh the rest of the clip.
+            for attribute, (earlier, now) in (("flicker_input", (self.previous[1], before)),
+                                              ("flicker_output", (self.previous[2], after))):
+                difference = now.astype(np.float32) - warp(earlier).astype(np.float32)
+                setattr(self, attribute, getattr(self, attribute) + float((difference[mask] ** 2).sum()))
         if self.style_lab is not None:
             self.sums["palette_before"] += float(np.linalg.norm(mean_lab(before) - self.style_lab))
             self.sums["palette_after"] += float(np.linalg.norm(mean_lab(after) - self.style_lab))
@@ -312,8 +389,7 @@ class Measures:
             out["palette_before"] = self.sums["palette_before"] / self.counts["palette"]
             out["palette_after"] = self.sums["palette_after"] / self.counts["palette"]
         if self.reference is not None and self.input_patches.levels:
-            out["texture_before"] = self.reference.distance(self.input_patches)
-            out["texture_after"] = self.reference.distance(self.output_patches)
+            out.update(texture_summary(self.reference, self.input_patches, self.output_patches))
         if self.counts["sharpness"]:
             out["sharpness"] = self.sums["sharpness"] / self.counts["sharpness"]
         if self.flicker_input > 0:
