@@ -453,8 +453,9 @@ def check_look(models_dir, meta, look):
 
 
 def new_meter(session, options, frames_estimate):
-    """The measures on a few hundred frames at most, spread over the video."""
-    every = max(8, frames_estimate // 300)
+    """The measures on a few hundred frames at most, spread over the video, and on at least about
+    40 frame pairs where the clip has them: flicker over fewer pairs is mostly chance."""
+    every = max(1, min(8, frames_estimate // 40), frames_estimate // 300)
     return measures.Measures(session.style_lab, session.texture, every) if options.measure else None
 
 
