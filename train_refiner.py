@@ -2,7 +2,8 @@
 """Train the refiner against the exported, frozen VAE; resumes from the latest checkpoint in --logdir.
 
 Without --style it is the original refiner (its output pulled toward the tile); with --style it
-learns the style's texture from its tiles against a patch discriminator."""
+learns the style's texture from its tiles against a patch discriminator, a texture loss on their
+patches (--texture-weight), or both."""
 from vae import cli, configs, safety
 from vae.training_options import check_positive, check_run, training_options
 

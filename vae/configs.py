@@ -122,9 +122,16 @@ class StyleRefinerConfig:
                                            low=0)
     steady_weight: float = setting(1.0, "weight of the term against flicker: the refined picture of a frame "
                                         "moved by a pixel or two must move with it", low=0)
-    adversarial_weight: float = setting(1.0, "scale of the adversarial term after its balance by gradient norms",
-                                        low=0)
+    adversarial_weight: float = setting(1.0, "scale of the adversarial term after its balance by gradient norms "
+                                             "(0: no discriminator step at all)", low=0)
     max_adaptive_weight: float = setting(10.0, "cap on the gradient-norm balance of the adversarial term", low=0)
+    texture_weight: float = setting(0.0, "weight of the texture term: the sliced Wasserstein distance between "
+                                         "Laplacian-pyramid patches of the refined renders and of the style's "
+                                         "tiles, as the texture measure takes it (0: none; with "
+                                         "--adversarial-weight 0 it replaces the discriminator)", low=0)
+    texture_layout_weight: float = setting(0.0, "weight of the texture term's coarsest level (the low-pass rest: "
+                                                "the layout, which the content term keeps) beside the finer "
+                                                "levels' 1 each", low=0)
     alpha: float = setting(0.25, "the shift's alpha during training, as mogrify_video.py --alpha", low=0)
     beta_low: float = setting(0.0, "the shift's beta is drawn per tile between --beta-low and --beta-high",
                               low=0)

@@ -14,6 +14,9 @@ painting's brushwork that needs no pretrained network comes from the painting's 
 - the adversarial term is balanced against the layout term by their gradient norms at the
   refiner's last layer (VQGAN's adaptive weight, capped), and starts after `identity_steps`
   in which the refiner learns to give its input back;
+- a texture term (`texture_weight`, vae/texture.py) asks directly for the style's patch
+  statistics: the texture measure's sliced Wasserstein distance, made differentiable; with
+  `adversarial_weight` 0 it stands alone and the discriminator is neither run nor updated;
 - the discriminator looks at several scales (each half the last) so it sees whole strokes;
   the refiner upsamples by resizing and convolving, which leaves no transposed convolution's grid.
 
@@ -24,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vae import configs, export, latent, records, training
+from vae import configs, export, latent, records, texture, training
 from vae.cli import UserError
 from vae.model import Upsample2x
 from vae.refiner import crop_like, residual_block
@@ -85,8 +88,20 @@ def low_pass(images, side):
 
 class Spec(configs.StyleRefiner, training.Spec):
     """The style refiner for training.run: two models, two optimizers, two tapes."""
-    tracked = ("loss", "content_loss", "identity_loss", "steady_loss", "adversarial_loss", "adaptive_weight",
-               "disc_loss", "disc_real", "disc_fake")
+    @property
+    def tracked(self):
+        """The scalars of the terms this run has (build() sets the config): no discriminator's at
+        adversarial weight 0, the texture term's per level when it is on."""
+        names = ["loss", "content_loss", "identity_loss", "steady_loss"]
+        if self.config.adversarial_weight > 0:
+            names += ["adversarial_loss", "adaptive_weight", "disc_loss", "disc_real", "disc_fake"]
+        if self.config.texture_weight > 0:
+            names += ["texture_loss"] + [f"texture_level_{k}" for k in range(self.texture_levels)]
+        return tuple(names)
+
+    @property
+    def texture_levels(self):
+        return texture.pyramid_levels(self.config.height, self.config.width)
 
     def networks(self, config):
         return {"model": build_generator(config, any_size=config.latent == "spatial")}
@@ -110,6 +125,11 @@ class Spec(configs.StyleRefiner, training.Spec):
         self.notes = {"models": args.models, "vae_step": self.vae.meta.get("vae_step"),
                       "style_label": self.style_label}
         self.config = config
+        if config.texture_weight > 0 and self.texture_levels == 1 and config.texture_layout_weight == 0:
+            raise UserError(f"{config.width}x{config.height} tiles are too small for a texture level finer than "
+                            "the layout; give --texture-layout-weight, or use larger tiles")
+        # The discriminator is built and kept in the checkpoint even when unused (adversarial
+        # weight 0), so that a run may resume with it on.
         return {**self.networks(config), "discriminator": build_discriminator(config)}
 
     def optimizers(self, models, config, args):
@@ -137,6 +157,13 @@ class Spec(configs.StyleRefiner, training.Spec):
         cropped = tf.image.stateless_random_crop(images, [tf.shape(images)[0], h, w, 3], seed)
         return tf.image.stateless_random_flip_left_right(cropped, seed + 1)
 
+    def texture_term(self, refined, style, seed, config):
+        """(the weighted mean over levels, [the distance per level, finest first]); the coarsest
+        level, the layout, weighs texture_layout_weight against the others' 1."""
+        levels = texture.texture_distances(refined, style, seed)
+        weights = [1.0] * (len(levels) - 1) + [config.texture_layout_weight]
+        return tf.add_n([w * d for w, d in zip(weights, levels)]) / sum(weights), levels
+
     def train_step(self, state, batch, config):
         video, style = batch
         generator, discriminator = state.models["model"], state.models["discriminator"]
@@ -148,7 +175,8 @@ class Spec(configs.StyleRefiner, training.Spec):
         move = tf.random.stateless_uniform([2], state.draw_seed(1), -2, 3, tf.int32)
         noise = tf.random.stateless_normal(tf.shape(shifted), state.draw_seed(2), stddev=1.5 / 255)
         moved = tf.clip_by_value(tf.roll(shifted, move, axis=[1, 2]) + noise, 0.0, 1.0)
-        adversarial_on = tf.cast(state.optimizers["model"].iterations >= config.identity_steps, tf.float32)
+        styling = tf.cast(state.optimizers["model"].iterations >= config.identity_steps, tf.float32)
+        adversarial_on, texture_on = config.adversarial_weight > 0, config.texture_weight > 0  # fixed per run
         last = generator.get_layer("to_rgb").kernel
         with tf.GradientTape(persistent=True) as tape:
             refined = generator(shifted, training=True)
@@ -160,22 +188,33 @@ class Spec(configs.StyleRefiner, training.Spec):
             margin = 4  # rolled-in edges are not a frame's content
             steady = ops.mean(ops.square(tf.roll(refined, move, axis=[1, 2]) - refined_moved)
                               [:, margin:-margin, margin:-margin])
-            fake_scores = discriminator(self.crop(refined, state.draw_seed(3), config), training=False)
-            adversarial = -tf.add_n([ops.mean(s) for s in fake_scores]) / len(fake_scores)
             kept = config.content_weight * content
+            styled = kept + config.style_identity_weight * identity + config.steady_weight * steady
+            logs = {}
+            if texture_on:
+                textured, levels = self.texture_term(refined, style, state.draw_seed(5), config)
+                styled += config.texture_weight * textured
+                logs = {"texture_loss": textured, **{f"texture_level_{k}": d for k, d in enumerate(levels)}}
+            if adversarial_on:
+                fake_scores = discriminator(self.crop(refined, state.draw_seed(3), config), training=False)
+                adversarial = -tf.add_n([ops.mean(s) for s in fake_scores]) / len(fake_scores)
             # Identity steps: give the input back, exactly, before any texture is asked for.
             give_back = ops.mean(ops.square(refined - shifted)) + ops.mean(ops.square(refined_style - style))
-        content_norm = tf.norm(tape.gradient(kept, last))
-        adversarial_norm = tf.norm(tape.gradient(adversarial, last))
-        adaptive = tf.stop_gradient(tf.clip_by_value(content_norm / (adversarial_norm + 1e-4), 0.0,
-                                                     config.max_adaptive_weight))
-        weight = adversarial_on * adaptive * config.adversarial_weight
-        with tape:  # the persistent tape records on: the sum is what the refiner minimises
-            loss = tf.where(adversarial_on > 0,
-                            kept + config.style_identity_weight * identity + config.steady_weight * steady
-                            + weight * adversarial, give_back)
+        if adversarial_on:
+            content_norm = tf.norm(tape.gradient(kept, last))
+            adversarial_norm = tf.norm(tape.gradient(adversarial, last))
+            adaptive = tf.stop_gradient(tf.clip_by_value(content_norm / (adversarial_norm + 1e-4), 0.0,
+                                                         config.max_adaptive_weight))
+            weight = styling * adaptive * config.adversarial_weight
+            with tape:  # the persistent tape records on: the sum is what the refiner minimises
+                styled += weight * adversarial
+        with tape:
+            loss = tf.where(styling > 0, styled, give_back)
         state.update("model", tape, loss)
         del tape
+        logs.update(loss=loss, content_loss=content, identity_loss=identity, steady_loss=steady)
+        if not adversarial_on:  # no discriminator step: its weights and its Adam stay as they are
+            return logs
         seed = state.draw_seed(4)
         with tf.GradientTape() as disc_tape:
             real_scores = discriminator(self.crop(style, seed, config), training=True)
@@ -184,8 +223,7 @@ class Spec(configs.StyleRefiner, training.Spec):
             fake = tf.add_n([ops.mean(ops.relu(1.0 + s)) for s in fake_scores]) / len(fake_scores)
             disc_loss = real + fake
         state.update("discriminator", disc_tape, disc_loss)
-        return {"loss": loss, "content_loss": content, "identity_loss": identity, "steady_loss": steady,
-                "adversarial_loss": adversarial, "adaptive_weight": weight, "disc_loss": disc_loss,
+        return {**logs, "adversarial_loss": adversarial, "adaptive_weight": weight, "disc_loss": disc_loss,
                 "disc_real": real, "disc_fake": fake}
 
     def preview(self, models, samples):
