@@ -22,7 +22,7 @@ SCALE=${SCALE:-0.5}        # the footage's scale the second model learns and ren
 SIDE=${SIDE:-360}          # the painting's shorter side in its tiles: 0.5 of 720p, so it fills a frame
 SPATIAL_STEPS=${SPATIAL_STEPS:-1500}
 TEXTURE_STEPS=${TEXTURE_STEPS:-300}
-TEXTURE_WEIGHT=${TEXTURE_WEIGHT:-3}
+TEXTURE_WEIGHT=${TEXTURE_WEIGHT:-0.1}
 BATCH=${BATCH:-32}
 # The texture refiner's size: small enough for about 1 step/s on a 2-core CPU.
 TEXTURE_ARGS=${TEXTURE_ARGS:---filters 16 --blocks 3 --batch-size 8}

@@ -97,9 +97,10 @@ def test_match_zero_is_the_plain_render_and_keyframes_run(tmp_path, media, spati
     stats = render(models, media["clip"], tmp_path / "faded.mp4", "--beta", 1, "--match", "0=0,1=1")
     _, faded = decode(tmp_path / "faded.mp4")
     assert len(faded) == len(plain) == stats["frames"]
-    # Keyframes count from the clip's start: its first frame is the plain render, later ones are matched.
+    # Keyframes count from the clip's start: its first frame is the plain render (up to the
+    # encoder's choices, which look ahead at the frames after it), later ones are matched.
     first, last = np.abs(faded[0].astype(int) - plain[0]).mean(), np.abs(faded[-1].astype(int) - plain[-1]).mean()
-    assert first < 1 < last, (first, last)
+    assert first < 2 and last > 10 * first, (first, last)
 
 
 def test_a_position_keeps_its_match_unless_a_new_one_is_clearly_better():
