@@ -21,7 +21,8 @@ DEMO_CUT ?= 3.6
 # The demo trains a spatial VAE (codes as a map, --latent spatial) on tiles cut at the scale it
 # renders (frames at half size, 320x180; paintings with their shorter side 180 pixels), and paints
 # the held-out part with the Wave's own codes (--match). DEMO_LATENT=global runs the original
-# instead: whole frames and paintings shrunk to one tile, a global VAE and its refiner, --detail 1.
+# instead: whole frames and paintings shrunk to one tile, a global VAE and its refiner, --detail 1
+# (its code is a blur at tile size; the input's own picture carries the shapes).
 DEMO_LATENT ?= spatial
 ifeq ($(DEMO_LATENT),global)
 DEMO_TILE_ARGS := --crops-per-image 16
@@ -31,9 +32,12 @@ DEMO_LOOK_ARGS := --detail $(DEMO_DETAIL)
 else
 DEMO_TILE_ARGS := --video-scale 0.5 --crops-per-frame 4 --image-side 180 --crops-per-image 100
 DEMO_VAE_ARGS := --latent spatial
-DEMO_DETAIL ?= 0
+# Half the input's own picture kept (--detail 0.5), the codes all matched to the Wave's own
+# (--match 1) and steadied (--smooth 0.5): the Wave's colours and marks, the bunny recognisable.
+DEMO_DETAIL ?= 0.5
 DEMO_MATCH ?= 1
-DEMO_LOOK_ARGS := --detail $(DEMO_DETAIL) --match $(DEMO_MATCH)
+DEMO_SMOOTH ?= 0.5
+DEMO_LOOK_ARGS := --detail $(DEMO_DETAIL) --match $(DEMO_MATCH) --smooth $(DEMO_SMOOTH)
 endif
 # A frame of the held-out part (1.7 s, 42 frames) for the pictures.
 DEMO_FRAME ?= 20
@@ -71,7 +75,8 @@ ifeq ($(DEMO_LATENT),global)
 		--steps $(DEMO_REFINER_STEPS) --identity-steps 50 --batch-size 32 --filters 16 --blocks 2 --preview-every 100
 	$(PY) export_graphs.py --vae $(DEMO)/log/vae --refiner $(DEMO)/log/refiner --out $(DEMO)/models
 endif
-	$(PY) evaluate_embeddings.py --data '$(DEMO)/data/*.tfrecord.gz' --models $(DEMO)/models --report $(DEMO)/report
+	$(PY) evaluate_embeddings.py --data '$(DEMO)/data/*.tfrecord.gz' --models $(DEMO)/models --report $(DEMO)/report \
+		--style $(DEMO_STYLE)
 	$(PY) mogrify_video.py $(DEMO)/media/heldout.mp4 $(DEMO)/styled.mp4 --models $(DEMO)/models --style $(DEMO_STYLE) \
 		--alpha 0.25 --beta 1 $(DEMO_LOOK_ARGS) --inset --stats $(DEMO)/styled.json
 	$(PY) -m vae.figures training --logdir $(DEMO)/log/vae --before $(DEMO)/media/heldout.mp4 --after $(DEMO)/styled.mp4 \

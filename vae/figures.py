@@ -98,7 +98,7 @@ def look(input_path, models, work, out, frame, alpha, beta, smooths, styles=(), 
     panels = [("input", frame_at(input_path, frame))]
     with open(os.path.join(models, "model.json")) as f:
         spatial = json.load(f).get("latent") == "spatial"
-    first = " (the shift alone, at the frame's size)" if spatial else " (the original look)"
+    first = " (the decoded codes alone)" if spatial else " (the original look)"
     panels += [(f"--detail {d:g}" + (first if d == 0 else ""), frame_at(renders[d, smooth], frame)) for d in DETAILS]
     fig, axes = plt.subplots(2, 2, figsize=(12, 12 * panels[0][1].shape[0] / panels[0][1].shape[1] + 0.6))
     for ax, (title, image) in zip(axes.flat, panels):
