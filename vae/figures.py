@@ -66,19 +66,22 @@ DETAILS = (0.0, 0.5, 1.0)
 SMOOTHS = (0.0, 0.2, 0.5)
 
 
-def render_settings(input_path, models, work, detail, smooth, alpha, beta):
+def render_settings(input_path, models, work, detail, smooth, alpha, beta, styles=(), match=None):
     """Render the clip with mogrify_video.py as a user would; returns (output path, measures)."""
     out = os.path.join(work, f"detail{detail}_smooth{smooth}.mp4")
     stats = out + ".json"
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mogrify_video.py")
+    extra = [arg for style in styles for arg in ("--style", style)]
+    if match is not None:
+        extra += ["--match", str(match)]
     subprocess.run([sys.executable, script, input_path, out, "--models", models, "--detail", str(detail),
-                    "--smooth", str(smooth), "--alpha", str(alpha), "--beta", str(beta), "--stats", stats],
+                    "--smooth", str(smooth), "--alpha", str(alpha), "--beta", str(beta), "--stats", stats, *extra],
                    check=True, stdout=subprocess.DEVNULL)
     with open(stats) as f:
         return out, json.load(f)
 
 
-def look(input_path, models, work, out, frame, alpha, beta, smooths):
+def look(input_path, models, work, out, frame, alpha, beta, smooths, styles=(), match=None):
     """look.png (one frame as input and at each --detail) and measures.md (the measures
     for each --detail and --smooth)."""
     os.makedirs(work, exist_ok=True)
@@ -86,7 +89,7 @@ def look(input_path, models, work, out, frame, alpha, beta, smooths):
     rows, renders = [], {}
     for detail in DETAILS:
         for smooth in smooths:
-            path, stats = render_settings(input_path, models, work, detail, smooth, alpha, beta)
+            path, stats = render_settings(input_path, models, work, detail, smooth, alpha, beta, styles, match)
             renders[detail, smooth] = path
             rows.append((detail, smooth, stats))
             print(f"detail {detail} smooth {smooth}: " + ", ".join(f"{k} {stats[k]:.3g}" for k in
@@ -95,14 +98,19 @@ def look(input_path, models, work, out, frame, alpha, beta, smooths):
     panels = [("input", frame_at(input_path, frame))]
     with open(os.path.join(models, "model.json")) as f:
         spatial = json.load(f).get("latent") == "spatial"
-    first = " (the shift alone, at the frame's size)" if spatial else " (the original look)"
+    first = " (the decoded codes alone)" if spatial else " (the original look)"
     panels += [(f"--detail {d:g}" + (first if d == 0 else ""), frame_at(renders[d, smooth], frame)) for d in DETAILS]
     fig, axes = plt.subplots(2, 2, figsize=(12, 12 * panels[0][1].shape[0] / panels[0][1].shape[1] + 0.6))
     for ax, (title, image) in zip(axes.flat, panels):
         ax.imshow(image)
         ax.set_title(title)
         ax.axis("off")
-    fig.suptitle(f"alpha {alpha}, beta {beta}, smooth {smooth}")
+    title = f"alpha {alpha}, beta {beta}, smooth {smooth}"
+    if styles:
+        title += ", style " + " ".join(styles)
+    if match is not None:
+        title += f", match {match:g}"
+    fig.suptitle(title)
     fig.savefig(os.path.join(out, "look.png"), dpi=100, bbox_inches="tight")
     plt.close(fig)
     lines = ["| --detail | --smooth | structure | palette before | palette after | texture before | texture after "
@@ -136,12 +144,16 @@ def main():
     looks.add_argument("--frame", type=int, default=60)
     looks.add_argument("--alpha", type=float, default=0.5)
     looks.add_argument("--beta", type=float, default=1.0)
+    looks.add_argument("--style", action="append", default=[], metavar="NAME[:WEIGHT]",
+                       help="passed to mogrify_video.py, repeatable (default: mogrify's own)")
+    looks.add_argument("--match", type=float, default=None,
+                       help="spatial models: passed to mogrify_video.py (default: not passed, mogrify's 0)")
     looks.add_argument("--all-smooths", action="store_true", help=f"every --smooth of {SMOOTHS}, not only 0.2")
     args = p.parse_args()
     cli.quiet_tensorflow()
     if args.command == "look":
         look(args.input, args.models, args.work, args.out, args.frame, args.alpha, args.beta,
-             SMOOTHS if args.all_smooths else (0.2,))
+             SMOOTHS if args.all_smooths else (0.2,), args.style, args.match)
         print(f"wrote look.png and measures.md to {args.out}")
         return
     os.makedirs(args.out, exist_ok=True)

@@ -1,10 +1,11 @@
-"""Synthetic media for the demo and the tests: warm "paintings" and a cool moving video.
+"""Synthetic media for the tests (and anyone who wants media of known content): warm "paintings"
+and a cool moving video. The demo uses real media instead (data/demo/).
 
 The two differ clearly in palette and texture (palette-knife strokes in reds, oranges and
 ochres over dark grounds, against a blue-green panning scene with moving grey shapes), so a
 style shift between them is easy to see and to measure. Deterministic for a given seed.
 
-    python -m vae.synthetic --out demo/media
+    python -m vae.synthetic --out /tmp/media
 """
 import argparse
 import os
