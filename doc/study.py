@@ -42,8 +42,15 @@ def rows(args):
     compare = [sys.executable, os.path.join(ROOT, "doc", "compare.py"), args.input, "--models", args.scaled,
                "--style", args.style]
 
+    def compared(name):
+        command = lambda out: compare + ["--filter", name, "--out", out]  # noqa: E731
+        command.models = args.scaled
+        return command
+
     def render(models, *more):
-        return lambda out: mogrify + [out, "--models", models, *shift, *more]
+        command = lambda out: mogrify + [out, "--models", models, *shift, *more]  # noqa: E731
+        command.models = models
+        return command
 
     return [
         ("spatial, whole frames", "trained on whole frames and paintings shrunk to the tile, at the frame's size",
@@ -57,9 +64,8 @@ def rows(args):
          render(args.scaled, "--match", "1", "--detail", "0.5")),
         ("texture refiner", "at its scale + the texture-loss refiner (no discriminator)", render(args.texture)),
         ("texture refiner, --match 1", "the same after --match 1", render(args.texture, "--match", "1")),
-        ("Reinhard", "colour transfer in Lab toward the style's tiles",
-         lambda out: compare + ["--filter", "reinhard", "--out", out]),
-        ("oil paint", "OpenCV xphoto.oilPainting(7, 1)", lambda out: compare + ["--filter", "oil", "--out", out]),
+        ("Reinhard", "colour transfer in Lab toward the style's tiles", compared("reinhard")),
+        ("oil paint", "OpenCV xphoto.oilPainting(7, 1)", compared("oil")),
     ]
 
 
@@ -127,6 +133,8 @@ def main():
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--frame", type=int, default=20)
     p.add_argument("--out", required=True, help="folder for real_table_NAME.md and real_look_NAME*.png")
+    p.add_argument("--render-only", action="store_true",
+                   help="only render the rows whose models are there (while others still train), no table")
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
     reference = measures.style_reference(args.scaled, {args.style: 1.0})
@@ -141,12 +149,18 @@ def main():
     for label, what, command in rows(args):
         out = os.path.join(args.work, "".join(c if c.isalnum() else "_" for c in label).strip("_") + ".mp4")
         if not os.path.exists(out):
+            if args.render_only and not os.path.isfile(os.path.join(command.models, "model.json")):
+                continue  # that model is still training: render it on a later run
             subprocess.run(command(out), check=True, stdout=subprocess.DEVNULL)
+        if args.render_only:
+            continue
         measured = measures.measure_files(args.input, out, reference, style_lab=style_lab)
         results.append((label, what, measured))
         outputs[label] = out
         print(f"{label}: " + ", ".join(f"{k} {measured[k]:.3g}" for k in ("structure", "palette_after", "sharpness",
                                                                             "flicker")), file=sys.stderr)
+    if args.render_only:
+        return
     before = results[0][2]
     fine_floor = {kind: fine(floor[f"texture{kind}_levels_after"]) for kind in ("", "_luma")}
     fine_before = {kind: fine(before[f"texture{kind}_levels_before"]) for kind in ("", "_luma")}

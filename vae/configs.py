@@ -202,13 +202,10 @@ class Kind:
         return DEFAULT_LEARNING_RATE
 
     def learning_rate(self, args, config=None):
-        """--learning-rate, or else the rate the stored run trained with, or else the kind's default
-        (`config`: this run's, or None for a new run checked before the data is read)."""
+        """--learning-rate, or else the kind's default (`config`: the stored run's when resuming, so
+        a resumed spatial run keeps the spatial default; None for a new run)."""
         if args.learning_rate is not None:
             return args.learning_rate
-        stored = _read(args.logdir)[1].get("learning_rate") if os.path.isfile(config_path(args.logdir)) else None
-        if type(stored) in (int, float) and stored > 0:
-            return float(stored)
         return self.default_learning_rate(args, config)
 
     def spec_class(self):

@@ -11,7 +11,7 @@ def training_options(p, learning_rate="2e-4"):
     p.add_argument("--steps", type=int, required=True, help="total optimizer steps to reach (resumes)")
     p.add_argument("--batch-size", type=int, default=50, help="tiles per step, over all devices")
     p.add_argument("--learning-rate", type=float, default=None,
-                   help=f"Adam learning rate (default: {learning_rate}; a resumed run keeps its own)")
+                   help=f"Adam learning rate (default: {learning_rate})")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--log-every", type=int, default=10, help="write scalars every N steps")
     p.add_argument("--preview-every", type=int, default=200, help="write preview images every N steps")
@@ -38,5 +38,5 @@ def check_run(args, kind):
     record files, and a --logdir holding another kind of run or one whose architecture the
     options would change (its tile size is compared once TensorFlow has read the records)."""
     records.find_files(args.data)
-    configs.run_config(kind, args)
-    args.learning_rate = kind.learning_rate(args)
+    config = configs.run_config(kind, args)  # None for a new run
+    args.learning_rate = kind.learning_rate(args, config)
