@@ -21,6 +21,7 @@ SIZE=${SIZE:-128x72}
 SCALE=${SCALE:-0.5}        # the footage's scale the second model learns and renders at
 SIDE=${SIDE:-360}          # the painting's shorter side in its tiles: 0.5 of 720p, so it fills a frame
 SPATIAL_STEPS=${SPATIAL_STEPS:-1500}
+FIT_STEPS=${FIT_STEPS:-$SPATIAL_STEPS}  # the whole-frame model
 TEXTURE_STEPS=${TEXTURE_STEPS:-300}
 TEXTURE_WEIGHT=${TEXTURE_WEIGHT:-0.1}
 BATCH=${BATCH:-32}
@@ -53,11 +54,11 @@ cp -f $DATA/paintings/wave.jpg "$WORK/wave/"
 # Both spatial VAEs with nothing but --latent spatial: the kind's own defaults.
 spatial_vae() {
     $PY train_vae.py --data "$WORK/$1/*.tfrecord.gz" --logdir "$WORK/log/$1" --latent spatial \
-        --steps $SPATIAL_STEPS --batch-size $BATCH --preview-every 500 --save-every 250
+        --steps $2 --batch-size $BATCH --preview-every 500 --save-every 250
     $PY export_graphs.py --vae "$WORK/log/$1" --out "$WORK/models_$1"
     $PY evaluate_embeddings.py --data "$WORK/$1/*.tfrecord.gz" --models "$WORK/models_$1"
 }
-spatial_vae scaled
+spatial_vae scaled $SPATIAL_STEPS
 
 # The texture-loss refiner on the scaled model: the Wave's patch statistics, no discriminator.
 $PY train_refiner.py --data "$WORK/scaled/*.tfrecord.gz" --models "$WORK/models_scaled" --logdir "$WORK/log/texture" \
@@ -65,7 +66,7 @@ $PY train_refiner.py --data "$WORK/scaled/*.tfrecord.gz" --models "$WORK/models_
     $TEXTURE_ARGS --preview-every 100 --save-every 100
 mkdir -p "$WORK/models_texture" && cp "$WORK/models_scaled/"*.json "$WORK/models_scaled/"*.npz "$WORK/models_texture/"
 $PY export_graphs.py --vae "$WORK/log/scaled" --refiner "$WORK/log/texture" --out "$WORK/models_texture"
-spatial_vae fit
+spatial_vae fit $FIT_STEPS
 
 for clip in heldout bikes; do
     $PY doc/study.py --input "$WORK/media/$clip.mp4" --work "$WORK/renders_$clip" --fit "$WORK/models_fit" \

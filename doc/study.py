@@ -102,7 +102,8 @@ def frame_at(path, index):
 def pictures(args, outputs, painting):
     """The frame each way (the whole frame), and a 1:1 cut of its middle (the marks as shown)."""
     input_frame = frame_at(args.input, args.frame)
-    frames = [("input (held out)", input_frame)] + [(label, frame_at(outputs[label], args.frame)) for label in PANELS]
+    frames = [("input (held out)", input_frame)] + [(label, frame_at(outputs[label], args.frame))
+                                                     for label in PANELS if label in outputs]
     frames.append((f"the style: {os.path.basename(args.painting)}", painting))
     for suffix, cut in (("", False), ("_cut", True)):
         fig, axes = plt.subplots(3, 3, figsize=(16, 9.6))
@@ -149,12 +150,18 @@ def main():
     for label, what, command in rows(args):
         out = os.path.join(args.work, "".join(c if c.isalnum() else "_" for c in label).strip("_") + ".mp4")
         if not os.path.exists(out):
-            if args.render_only and not os.path.isfile(os.path.join(command.models, "model.json")):
+            if not os.path.isfile(os.path.join(command.models, "model.json")):
+                print(f"{label}: left out, {command.models} is not exported yet", file=sys.stderr)
                 continue  # that model is still training: render it on a later run
             subprocess.run(command(out), check=True, stdout=subprocess.DEVNULL)
         if args.render_only:
             continue
-        measured = measures.measure_files(args.input, out, reference, style_lab=style_lab)
+        measured_path = out + ".measures.json"  # the measures of a render, kept for the next run
+        if not os.path.exists(measured_path):
+            with open(measured_path, "w") as f:
+                json.dump(measures.measure_files(args.input, out, reference, style_lab=style_lab), f)
+        with open(measured_path) as f:
+            measured = json.load(f)
         results.append((label, what, measured))
         outputs[label] = out
         print(f"{label}: " + ", ".join(f"{k} {measured[k]:.3g}" for k in ("structure", "palette_after", "sharpness",
