@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from vae import images, measures, video  # noqa: E402
 
-PANELS = ("spatial, whole frames", "at its scale", "at its scale, --match 1", "--match 1 --detail 0.5",
+PANELS = ("spatial, whole frames", "whole frames, --match 1", "at its scale, --match 1", "--match 1 --detail 0.5",
           "texture refiner, --match 1", "Reinhard", "oil paint")
 
 
