@@ -347,21 +347,29 @@ def embedding_names(path):
     return sorted(sources)
 
 
-def check_tiles(path, names):
-    """tiles.npz as evaluate_embeddings.py writes it: one uint8 array [N,h,w,3] of a source's
-    tiles per source of embeddings.json (`names`, each at most once), nothing pickled; {name: array}."""
+def _arrays_per_source(path, names, what):
+    """{source: array} of an .npz that evaluate_embeddings.py writes beside embeddings.json, read
+    with nothing unpickled; its sources must be among `names` (embeddings.json's)."""
     import numpy as np
     import zipfile
     try:
         with np.load(path, allow_pickle=False) as data:
-            tiles = {name: data[name] for name in data.files}
+            arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{path}: not a tiles file written by evaluate_embeddings.py ({e}); run it again") from e
-    # A source may lack tiles (its mean written into embeddings.json by hand, say): its texture
-    # is then not measured. Tiles of no listed source mean the two files do not belong together.
-    if not tiles or not set(tiles) <= set(names):
-        raise UserError(f"{path}: holds tiles of {', '.join(sorted(tiles)) or 'nothing'} but embeddings.json lists "
-                        f"{', '.join(sorted(names))}; run evaluate_embeddings.py again")
+        raise UserError(f"{path}: not a file of {what} written by evaluate_embeddings.py ({e}); run it again") from e
+    # A source may lack them (its mean written into embeddings.json by hand, say): its texture is
+    # then not measured. A source that is not listed means the two files do not belong together.
+    if not arrays or not set(arrays) <= set(names):
+        raise UserError(f"{path}: holds {what} of {', '.join(sorted(arrays)) or 'nothing'} but embeddings.json "
+                        f"lists {', '.join(sorted(names))}; run evaluate_embeddings.py again")
+    return arrays
+
+
+def check_tiles(path, names):
+    """tiles.npz as evaluate_embeddings.py writes it: one uint8 array [N,h,w,3] of a source's
+    tiles per source of embeddings.json (`names`, each at most once), nothing pickled; {name: array}."""
+    import numpy as np
+    tiles = _arrays_per_source(path, names, "tiles")
     for name, array in tiles.items():
         if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 or not len(array) \
                 or not 0 < array.shape[1] <= MAX_SIDE or not 0 < array.shape[2] <= MAX_SIDE:
@@ -374,15 +382,7 @@ def check_bank(path, names, codes):
     """bank.npz as evaluate_embeddings.py writes it: one float32 array [P,k,k,codes] of finite code
     neighbourhoods (k odd) per source of embeddings.json (`names`), nothing pickled; {name: array}."""
     import numpy as np
-    import zipfile
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            banks = {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{path}: not a code bank written by evaluate_embeddings.py ({e}); run it again") from e
-    if not banks or not set(banks) <= set(names):
-        raise UserError(f"{path}: holds codes of {', '.join(sorted(banks)) or 'nothing'} but embeddings.json lists "
-                        f"{', '.join(sorted(names))}; run evaluate_embeddings.py again")
+    banks = _arrays_per_source(path, names, "codes")
     for name, array in banks.items():
         if array.dtype != np.float32 or array.ndim != 4 or array.shape[-1] != codes or not len(array) \
                 or array.shape[1] != array.shape[2] or array.shape[1] % 2 != 1 or len(array) > MAX_BANK \
