@@ -706,7 +706,7 @@ def render(args, look, codec_args, encoder_note):
                     preset=args.preset)
         info(f"live: {args.input} ({width}x{height}{', with sound' if source.has_audio else ''}) -> "
              f"{args.output}, shift from {args.source or 'its own running mean'} toward {session.style!r} "
-             f"(alpha {look.alpha}, beta {look.beta}, detail {look.detail}); Ctrl-C ends it")
+             f"({look.describe()}); Ctrl-C ends it")
         return run(source, styler, sink, batch_size)
     finally:
         source.close()

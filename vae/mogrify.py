@@ -65,6 +65,11 @@ class Look:
         """Whether --match asks for any matching (0 throughout is exactly the plain render)."""
         return self.match is not None and bool(np.any(self.match.values))
 
+    def describe(self):
+        """The strengths, as the info lines of a render show them."""
+        return (f"alpha {self.alpha}, beta {self.beta}, detail {self.detail}"
+                + (f", match {self.match}" if self.matching else ""))
+
 
 @dataclasses.dataclass
 class VideoOptions:
@@ -483,8 +488,7 @@ def render_video(session, input_path, output_path, options=VideoOptions(), meta=
     look = session.look
     info(f"{meta.path}: {meta.width}x{meta.height} as shown at {float(meta.fps):.3g} fps, crop {crop}, rendered at "
          f"{render_size[0]}x{render_size[1]}{session.scale_note()} ({styler.batch_size} a call), shift from "
-         f"{source_label} toward {session.style!r} (alpha {look.alpha}, beta {look.beta}, detail {look.detail}"
-         f"{f', match {look.match}' if look.matching else ''})")
+         f"{source_label} toward {session.style!r} ({look.describe()})")
     estimate = meta.frames_estimate if options.duration is None else max(1, round(options.duration * float(meta.fps)))
     counting = None
     if options.start is None and options.duration is None:  # the exact count for the progress bar, found meanwhile
