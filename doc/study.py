@@ -69,11 +69,6 @@ def rows(args):
     ]
 
 
-def fine(levels):
-    """The texture of the marks: the mean over all levels but the coarsest (the layout)."""
-    return float(np.mean(levels[:-1]))
-
-
 def painting_floor(painting, side, size, path, crops=48, seed=7):
     """Fresh crops of the painting at the scale the models learned it (shorter side `side`, tiles
     of `size`), written as a clip and measured as every render is: how close footage could get."""
@@ -84,11 +79,6 @@ def painting_floor(painting, side, size, path, crops=48, seed=7):
                     "-r", "25", "-i", "-", "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", path],
                    input=np.stack(frames).tobytes(), check=True)
     return path
-
-
-def share(before, after, floor):
-    """How far from the input toward the floor (1: all the way; negative: away)."""
-    return (before - after) / (before - floor)
 
 
 def frame_at(path, index):
@@ -169,8 +159,8 @@ def main():
     if args.render_only:
         return
     before = results[0][2]
-    fine_floor = {kind: fine(floor[f"texture{kind}_levels_after"]) for kind in ("", "_luma")}
-    fine_before = {kind: fine(before[f"texture{kind}_levels_before"]) for kind in ("", "_luma")}
+    fine_floor = {kind: measures.fine_texture(floor[f"texture{kind}_levels_after"]) for kind in ("", "_luma")}
+    fine_before = {kind: measures.fine_texture(before[f"texture{kind}_levels_before"]) for kind in ("", "_luma")}
     meta = video.probe(args.input)
     lines = [f"Held-out clip {args.name} ({os.path.basename(args.input)}, {meta.width}x{meta.height}), style "
              f"{args.style!r}, alpha {args.alpha:g}, beta {args.beta:g}. Fine texture (all pyramid levels but the "
@@ -184,8 +174,8 @@ def main():
              f"{fine_before['_luma']:.0f} | 0% | 1.00 | 1.00 |"]
     table = {}
     for label, what, m in results:
-        after = {kind: fine(m[f"texture{kind}_levels_after"]) for kind in ("", "_luma")}
-        ways = {kind: share(fine_before[kind], after[kind], fine_floor[kind]) for kind in after}
+        after = {kind: measures.fine_texture(m[f"texture{kind}_levels_after"]) for kind in ("", "_luma")}
+        ways = {kind: measures.share_of_the_way(fine_before[kind], after[kind], fine_floor[kind]) for kind in after}
         table[label] = {**m, "fine_texture": after[""], "fine_texture_luma": after["_luma"], "way": ways[""],
                         "way_luma": ways["_luma"]}
         lines.append(f"| {label} | {what} | {m['structure']:.2f} | {m['palette_after']:.1f} | {after['']:.0f} | "
