@@ -209,12 +209,11 @@ class Session:
         self.style, self.style_mean, self.style_lab = latent.mix_styles(sources, look.styles)
         self.spatial = models.latent == "spatial"
         self._render = None
+        weights, folder = latent.style_weights(sources, look.styles), getattr(models, "folder", None) or "."
         # The style's own code neighbourhoods, for --match (checked against the folder's sources).
-        self.bank = match.style_bank(models.folder, latent.style_weights(sources, look.styles), list(sources),
-                                     models.codes) if look.matching else None
+        self.bank = match.style_bank(folder, weights, list(sources), models.codes) if look.matching else None
         # The style's tiles for the texture measure; an older folder has none (said once, here).
-        self.texture = measures.style_reference(getattr(models, "folder", None) or ".",
-                                                latent.style_weights(sources, look.styles))
+        self.texture = measures.style_reference(folder, weights)
         if self.texture is None:
             info(f"the models folder has no tiles of {self.style!r} in tiles.npz (evaluate_embeddings.py writes "
                  "them): texture is left out of the measures")
