@@ -83,8 +83,8 @@ def main(argv):
     if crops_per_frame < 1:
         raise cli.UserError("--crops-per-frame must be at least 1")
     cli.raise_on_sigterm()
-    from vae import extract, video  # after the argument checks: they load NumPy and OpenCV
-    crop = video.parse_crop(args.crop)
+    from vae import extract, probe  # after the argument checks: they load NumPy and OpenCV
+    crop = probe.parse_crop(args.crop)
     sources = extract.extract(args.out, args.video, args.images, size, args.frame_step, crop,
                               args.crops_per_image, args.seed, args.shards, video_scale, crops_per_frame, image_side)
     total = sum(s["count"] for s in sources)

@@ -4,7 +4,7 @@ painting style, sound included."""
 import json
 import os
 
-from vae import cli, codecs, latent, live, measures, mogrify, video
+from vae import cli, codecs, latent, live, measures, mogrify, probe, sources
 
 
 def main(argv):
@@ -73,12 +73,17 @@ def main(argv):
     look = mogrify.Look(latent.Strength(args.alpha, "--alpha"), latent.Strength(args.beta, "--beta"),
                         args.detail, args.smooth, args.style, mogrify.parse_render_size(args.render_size),
                         mogrify.parse_match(args.match))
-    options = mogrify.VideoOptions(start=args.start, duration=args.duration, crop=video.parse_crop(args.crop),
+    options = mogrify.VideoOptions(start=args.start, duration=args.duration, crop=probe.parse_crop(args.crop),
                                    inset=args.inset, audio_track=None if args.no_audio else args.audio_track,
                                    preset=args.preset, crf=args.crf, codec_args=codec_args,
                                    decoder_args=decoder_args)
-    if args.live or live.is_live_input(args.input):
-        result = live.render(args, look, codec_args, encoder_note)
+    if args.live or sources.is_live_input(args.input):
+        given = [name for name, value in (("--start", args.start), ("--duration", args.duration),
+                                          ("--render-size", args.render_size)) if value is not None]
+        given += (["--inset"] if args.inset else []) + (["--crop"] if args.crop not in ("auto", "none") else [])
+        live_options = live.LiveOptions(args.input, args.output, args.source, args.reconnect, options.audio_track,
+                                        args.batch_size or live.BATCH_SIZE, codec_args, args.crf, args.preset, given)
+        result = live.render(live_options, args.models, look, encoder_note, args.unsafe_models)
         print(f"wrote {args.output}: {live.Meter.line(result)} over {result['seconds']:.1f} s ({result['stopped']})")
         if args.stats:
             write_stats(args.stats, result)

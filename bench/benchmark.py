@@ -3,6 +3,7 @@
 
     python bench/benchmark.py [--json bench/results.json] [--size 320x180] [--quick]
     python bench/benchmark.py --live   # 60 s of a 640x360 udp stream through mogrify_video.py --live
+    python bench/benchmark.py --startup   # live start-up beside `import tensorflow`; mogrify plain and --detail 1
 
 Figures are ratios to what the same machine does in the same run (float32 matmul FLOP/s,
 batched model frames/s, ffmpeg's own decode time), so they mean something on a shared box.
@@ -22,12 +23,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from vae import cli  # noqa: E402
+from vae import decode, ffmpeg, probe, sinks  # noqa: E402
 
 cli.quiet_tensorflow()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vae import configs, export, images, latent, mogrify, model, refiner, synthetic, training, video  # noqa: E402
+from vae import configs, export, images, latent, mogrify, model, refiner, synthetic, training  # noqa: E402
 
 
 def forward_flops(keras_model):
@@ -369,13 +371,13 @@ def seek_latency(clip, work, tile):
     """Seconds from asking for a 3 s segment 5 minutes into a 10-minute 720p video to its first
     tile: the probe, finding its borders (in the segment) and seeking."""
     long_clip = os.path.join(work, "ten_minutes.mp4")
-    loops = int(np.ceil(600 / max(0.1, video.probe(clip).duration)))
-    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-stream_loop", str(loops - 1), "-i", clip, "-c", "copy",
+    loops = int(np.ceil(600 / max(0.1, probe.probe(clip).duration)))
+    subprocess.run([ffmpeg.exe(), "-v", "error", "-stream_loop", str(loops - 1), "-i", clip, "-c", "copy",
                     "-t", "600", long_clip], check=True)
     start = time.perf_counter()
-    meta = video.probe(long_clip)
-    crop = video.resolve_crop(meta, "auto", 300, 3)
-    frames = video.read_frames(meta, tile, crop, start=300, duration=3)
+    meta = probe.probe(long_clip)
+    crop = probe.resolve_crop(meta, "auto", 300, 3)
+    frames = decode.read_frames(meta, tile, crop, start=300, duration=3)
     next(frames)
     latency = time.perf_counter() - start
     frames.close()
@@ -385,20 +387,23 @@ def seek_latency(clip, work, tile):
 def serial_rate(models, clip, out, frames):
     """The original's loop: one frame at a time through every stage."""
     import cv2
-    meta = video.probe(clip)
-    encode = models._fn["encoder"]
-    decode, refine = models._fn["decoder"], models._fn["refiner"]
+    meta = probe.probe(clip)
+    encoder, decoder, refine = models._fn["encoder"], models._fn["decoder"], models._fn["refiner"]
     start = time.perf_counter()
     count = 0
-    with video.VideoWriter(out, (meta.width, meta.height), meta.fps) as writer:
-        for frame in video.read_frames(meta, (meta.width, meta.height), limit=frames):
-            frame = frame.image
-            tile = cv2.resize(frame, (models.width, models.height), interpolation=cv2.INTER_AREA)
-            mean = encode(images=tf.constant(tile[None].astype(np.float32) / 255))["mean"]
-            image = refine(images=decode(z=mean)["images"])["images"].numpy()[0]
+    sink = sinks.Mp4Sink(out, (meta.width, meta.height), meta.fps, (meta.width, meta.height), preset="medium")
+    try:
+        for frame in decode.read_frames(meta, (meta.width, meta.height), limit=frames):
+            tile = cv2.resize(frame.image, (models.width, models.height), interpolation=cv2.INTER_AREA)
+            mean = encoder(images=tf.constant(tile[None].astype(np.float32) / 255))["mean"]
+            image = refine(images=decoder(z=mean)["images"])["images"].numpy()[0]
             big = cv2.resize(image, (meta.width, meta.height), interpolation=cv2.INTER_CUBIC)
-            writer.write(images.to_uint8(big))
+            sink.write(images.to_uint8(big), frame.time, frame.duration)
             count += 1
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
     return count / (time.perf_counter() - start)
 
 
@@ -433,9 +438,9 @@ def live_figures(work, tile, seconds=60, detail=1.0, say=print):
         export_untrained(models, h, w)
         latent.save_embeddings(models, fake_sources(512, "camera"))
     port_in, port_out = 47310, 47311
-    ffmpeg = video.ffmpeg_exe()
-    player = subprocess.Popen([ffmpeg, "-v", "error", "-i", f"udp://127.0.0.1:{port_out}", "-f", "null", "-"])
-    camera = subprocess.Popen([ffmpeg, "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25", "-f",
+    ffmpeg_path = ffmpeg.exe()
+    player = subprocess.Popen([ffmpeg_path, "-v", "error", "-i", f"udp://127.0.0.1:{port_out}", "-f", "null", "-"])
+    camera = subprocess.Popen([ffmpeg_path, "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25", "-f",
                                "lavfi", "-i", "sine=f=440:r=48000", "-c:v", "libx264", "-preset", "ultrafast", "-tune",
                                "zerolatency", "-g", "25", "-c:a", "aac", "-f", "mpegts",
                                f"udp://127.0.0.1:{port_in}?pkt_size=1316"])
@@ -467,6 +472,77 @@ def live_figures(work, tile, seconds=60, detail=1.0, say=print):
     return figures
 
 
+def tensorflow_import_s():
+    """Seconds `python -c "import tensorflow"` takes here, now."""
+    return run_timed([sys.executable, "-c", "import tensorflow"])
+
+
+def live_startup_s(work, tile, detail=1.0):
+    """Seconds from starting mogrify_video.py --live on a udp stream to the first styled frame's
+    packet on its udp output (a socket here listens for it): the demo-size model of `tile`."""
+    import socket
+    w, h = tile
+    models = os.path.join(work, f"live-{w}x{h}")
+    if not os.path.isdir(models):
+        export_untrained(models, h, w)
+        latent.save_embeddings(models, fake_sources(512, "camera"))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(60)
+    port_in, port_out = 47320, listener.getsockname()[1]
+    camera = subprocess.Popen([ffmpeg.exe(), "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25",
+                               "-f", "lavfi", "-i", "sine=f=440:r=48000", "-c:v", "libx264", "-preset", "ultrafast",
+                               "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", "mpegts",
+                               f"udp://127.0.0.1:{port_in}?pkt_size=1316"])
+    time.sleep(1)  # the camera is already on when the performer starts the render
+    began = time.perf_counter()
+    run = subprocess.Popen([sys.executable, os.path.join(ROOT, "mogrify_video.py"), f"udp://127.0.0.1:{port_in}",
+                            f"udp://127.0.0.1:{port_out}", "--models", models, "--detail", str(detail)],
+                           stderr=subprocess.DEVNULL)
+    try:
+        listener.recv(2048)
+        return time.perf_counter() - began
+    finally:
+        for proc in (run, camera):
+            proc.kill()
+            proc.wait()
+        listener.close()
+
+
+def measure_startup(results, work, repeats, say):
+    """The live start-up beside TensorFlow's own import time, alternated so that both see the same load."""
+    say("live start-up ...")
+    starts, imports = [], []
+    for _ in range(repeats):
+        imports.append(tensorflow_import_s())
+        starts.append(live_startup_s(work, (64, 36)))
+    imports.append(tensorflow_import_s())
+    start, tf_import = float(np.median(starts)), float(np.median(imports))
+    results["live_startup"] = {"first_styled_frame_s": round(start, 2), "import_tensorflow_s": round(tf_import, 2),
+                               "after_tensorflow_s": round(start - tf_import, 2), "runs": repeats}
+    print(f"live start-up: first styled frame {start:.2f} s after the command, `import tensorflow` alone "
+          f"{tf_import:.2f} s: {start - tf_import:.2f} s after TensorFlow (target at most 2.00), median of {repeats}")
+
+
+def measure_render(results, width, height, work, quick, say):
+    """mogrify end to end against the batched model rate, plain and with --detail 1, side by side."""
+    models_dir = os.path.join(work, "models")
+    if not os.path.isdir(models_dir):
+        export_untrained(models_dir, height, width)
+    models = export.Models(models_dir, need_refiner=True)
+    frames = 100 if quick else 400
+    clip = synthetic.write_video(os.path.join(work, "render.mp4"), width=1280, height=720, frames=frames)
+    calls = 4 if quick else 8
+    for detail, key in ((0.0, "plain"), (1.0, "detail")):
+        say(f"mogrify {key} ...")
+        batched = inference_rate(models, batch=16, calls=calls, detail=detail)
+        rate, _ = mogrify_rate(models, clip, os.path.join(work, f"{key}.mp4"), 16, detail=detail)
+        results[f"render_{key}"] = {"batched_frames_per_s": round(batched, 1), "end_to_end_frames_per_s": round(rate, 1),
+                                    "share_of_batched": round(rate / batched, 3)}
+        print(f"mogrify {key} at 1280x720 through a {width}x{height} model: {rate:.1f} frames/s end to end, "
+              f"{batched:.1f} batched: {rate / batched:.2f} of it")
+
+
 def print_live(f, tile):
     print(f"live, 640x360 25 fps over udp through a {tile[0]}x{tile[1]} model: {f['fps']:.1f} frames/s out, "
           f"{100 * f['dropped_share']:.1f}% dropped, delay {f['delay_mean']:.3f} s mean, {f['delay_p95']:.3f} s p95, "
@@ -484,6 +560,9 @@ def main():
                         "into --json)")
     p.add_argument("--match", action="store_true",
                    help="measure only mogrify --match 1 against --match 0 at 1280x720 (and merge into --json)")
+    p.add_argument("--startup", action="store_true",
+                   help="measure only the live start-up (command to first styled frame) beside `import tensorflow`, "
+                        "and mogrify's end-to-end share of the batched rate, plain and --detail 1 (merged into --json)")
     p.add_argument("--live", action="store_true",
                    help="measure only live rendering: a 640x360 stream over udp for 60 s through a demo-size (64x36) "
                         "model (and merge into --json)")
@@ -494,6 +573,12 @@ def main():
                           f"TensorFlow {tf.__version__}", "tile": f"{width}x{height}"}
     work = tempfile.mkdtemp(prefix="vae-bench.")
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+
+    if args.startup:
+        measure_startup(results, work, 3 if args.quick else 5, say)
+        measure_render(results, width, height, work, args.quick, say)
+        merge_json(args.json, results)
+        return
 
     if args.live:
         tile = (64, 36)
@@ -562,7 +647,7 @@ def main():
     real = os.path.join(ROOT, "..", "shared", "data", "videos", "bigbuckbunny.mp4")
     footage = os.path.join(work, "footage.mp4")
     if os.path.isfile(real):
-        subprocess.run([video.ffmpeg_exe(), "-v", "error", "-stream_loop", "19", "-i", real, "-c", "copy", footage],
+        subprocess.run([ffmpeg.exe(), "-v", "error", "-stream_loop", "19", "-i", real, "-c", "copy", footage],
                        check=True)
         results["extract_clip"] = "Big Buck Bunny 720p, looped 20 times (2660 frames)"
     else:
@@ -593,7 +678,7 @@ def main():
                                                  100 if args.quick else 200)
 
     say("extraction ...")
-    ffmpeg_time = min(run_timed([video.ffmpeg_exe(), "-v", "error", "-i", footage, "-an", "-f", "null", "-"])
+    ffmpeg_time = min(run_timed([ffmpeg.exe(), "-v", "error", "-i", footage, "-an", "-f", "null", "-"])
                       for _ in range(2))
     extract_time = min(run_timed([sys.executable, os.path.join(ROOT, "extract_tiles.py"), "--out",
                                   os.path.join(work, "tiles.tfrecord.gz"), "--video", footage, "--size", args.size])

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vae import cli, latent, measures, safety, video  # noqa: E402
+from vae import cli, decode, latent, measures, probe, safety, sinks  # noqa: E402
 
 
 def lab_statistics(rgb):
@@ -55,7 +55,7 @@ def main(argv):
     p.add_argument("--out", required=True, help="the filtered MP4")
     p.add_argument("--stats", metavar="FILE.json", help="also write the measures as JSON")
     args = p.parse_args(argv)
-    meta = video.probe(args.input)
+    meta = probe.probe(args.input)
     sources = safety.check_embeddings(latent.embeddings_path(args.models),
                                       safety.read_models_folder(args.models)[0]["codes"])
     weights = latent.style_weights(sources, args.style)
@@ -65,11 +65,15 @@ def main(argv):
     tiles = safety.check_tiles(path, list(sources))
     style_tiles = np.concatenate([tiles[name] for name in weights])
     apply = FILTERS[args.filter](style_tiles)
-    with cli.atomic_path(args.out, suffix=".mp4") as tmp:
-        writer = video.VideoWriter(tmp, meta.display_size, meta.fps, source=meta, preset="veryfast", crf=18)
-        with writer:
-            for frame in video.read_frames(meta, meta.display_size):
-                writer.write(apply(frame.image), frame.time, frame.duration)
+    sink = sinks.Mp4Sink(args.out, meta.display_size, meta.fps, meta.display_size, source=meta, preset="veryfast",
+                         crf=18)
+    try:
+        for frame in decode.read_frames(meta, meta.display_size):
+            sink.write(apply(frame.image), frame.time, frame.duration)
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
     mix = latent.mix_styles(sources, args.style)
     reference = measures.style_reference(args.models, weights)  # the tiles mogrify_video.py measures against
     result = {**measures.measure_files(args.input, args.out, reference, style_lab=mix[2]),

@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from vae import images, measures, video  # noqa: E402
+from vae import decode, ffmpeg, images, measures, probe  # noqa: E402
 
 PANELS = ("spatial, whole frames", "whole frames, --match 1", "at its scale, --match 1", "--match 1 --detail 0.5",
           "texture refiner, --match 1", "Reinhard", "oil paint")
@@ -75,15 +75,15 @@ def painting_floor(painting, side, size, path, crops=48, seed=7):
     frames = images.crops_at_scale(images.at_side(images.load_rgb(painting), side), size, crops,
                                    np.random.default_rng(seed))
     w, h = size
-    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+    subprocess.run([ffmpeg.exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                     "-r", "25", "-i", "-", "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", path],
                    input=np.stack(frames).tobytes(), check=True)
     return path
 
 
 def frame_at(path, index):
-    meta = video.probe(path)
-    for frame in video.read_frames(meta, meta.display_size):
+    meta = probe.probe(path)
+    for frame in decode.read_frames(meta, meta.display_size):
         if frame.index == index:
             return frame.image
     raise SystemExit(f"{path}: no frame {index}")
@@ -161,7 +161,7 @@ def main():
     before = results[0][2]
     fine_floor = {kind: measures.fine_texture(floor[f"texture{kind}_levels_after"]) for kind in ("", "_luma")}
     fine_before = {kind: measures.fine_texture(before[f"texture{kind}_levels_before"]) for kind in ("", "_luma")}
-    meta = video.probe(args.input)
+    meta = probe.probe(args.input)
     lines = [f"Held-out clip {args.name} ({os.path.basename(args.input)}, {meta.width}x{meta.height}), style "
              f"{args.style!r}, alpha {args.alpha:g}, beta {args.beta:g}. Fine texture (all pyramid levels but the "
              f"coarsest), colour / luminance: input {fine_before['']:.0f} / {fine_before['_luma']:.0f}, the "

@@ -189,8 +189,8 @@ def spatial(tiles, tmp_path_factory):
 
 def flickering_copy(source, path, amplitude):
     """`source` with its brightness going up and down by `amplitude` every other frame."""
-    from vae import video
-    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-i", str(source), "-vf",
+    from vae import ffmpeg
+    subprocess.run([ffmpeg.exe(), "-v", "error", "-i", str(source), "-vf",
                     f"eq=brightness='{amplitude}*(2*mod(n,2)-1)':eval=frame", "-c:v", "libx264", "-crf", "12",
                     str(path)], check=True)
     return path
@@ -198,10 +198,11 @@ def flickering_copy(source, path, amplitude):
 
 def decode(path, size=None):
     """(VideoInfo, uint8 frames) of a video decoded independently, as shown, at `size` or its own."""
-    from vae import video
+    from vae import probe
+    from vae.decode import read_frames
     import numpy as np
-    meta = video.probe(str(path))
-    frames = [f.image for f in video.read_frames(meta, size or (meta.width, meta.height), video.Crop())]
+    meta = probe.probe(str(path))
+    frames = [f.image for f in read_frames(meta, size or (meta.width, meta.height), probe.Crop())]
     return meta, np.stack(frames)
 
 

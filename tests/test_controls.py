@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TILE, assert_one_line_error, decode, expected_first_frame, run_script
-from vae import synthetic, video
+from vae import probe, synthetic
+from vae.decode import read_frames
 
-CLIP_CROP = video.Crop(10, 0, 10, 0)  # the test clip's letterbox, found by --crop auto
+CLIP_CROP = probe.Crop(10, 0, 10, 0)  # the test clip's letterbox, found by --crop auto
 
 
 def mean_difference(a, b):
@@ -22,7 +23,7 @@ def mean_difference(a, b):
 
 
 def first_tile(clip, index=0):
-    frames = video.read_frames(video.probe(str(clip)), TILE, CLIP_CROP)
+    frames = read_frames(probe.probe(str(clip)), TILE, CLIP_CROP)
     for frame in frames:
         if frame.index == index:
             frames.close()

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import TILE, assert_one_line_error, run_script
-from vae import images, manifest, records, synthetic, video
+from vae import images, manifest, probe, records, synthetic
+from vae.decode import read_frames
 
 
 def read_all(path):
@@ -59,8 +60,8 @@ def test_border_detection(tmp_path, kind):
     options = {"letterbox": dict(letterbox=20), "pillarbox": dict(pillarbox=30),
                "dark": dict(dark=True), "plain": {}}[kind]
     clip = synthetic.write_video(str(tmp_path / "v.mp4"), width=320, height=180, frames=30, **options)
-    crop = video.detect_crop(video.probe(clip))
-    expected = {"letterbox": video.Crop(20, 0, 20, 0), "pillarbox": video.Crop(0, 30, 0, 30)}.get(kind, video.Crop())
+    crop = probe.detect_crop(probe.probe(clip))
+    expected = {"letterbox": probe.Crop(20, 0, 20, 0), "pillarbox": probe.Crop(0, 30, 0, 30)}.get(kind, probe.Crop())
     assert crop == expected
 
 
@@ -238,7 +239,7 @@ def test_real_footage_and_paintings(tmp_path):
                "--frame-step", 10, "--crops-per-image", 2)
     manifest = json.loads((tmp_path / "real.json").read_text())
     counts = {s["name"]: s["count"] for s in manifest["sources"]}
-    meta = video.probe(clip)
+    meta = probe.probe(clip)
     assert (meta.width, meta.height, meta.has_audio) == (1280, 720, True)
     assert counts["bigbuckbunny"] == len(range(0, 132, 10))  # 132 frames, every 10th
     assert counts["paintings"] == 2 * len(images.find_images(paintings))
@@ -247,7 +248,7 @@ def test_real_footage_and_paintings(tmp_path):
     assert size == (96, 54) and len(back) == sum(counts.values())
     # The first frame's tile against an independent decode of that frame.
     first = next(t for t in back if t["source"] == "bigbuckbunny" and t["index"] == 0)
-    frame = next(video.read_frames(meta, (1280, 720))).image
+    frame = next(read_frames(meta, (1280, 720))).image
     expected = cv2.resize(frame, (96, 54), interpolation=cv2.INTER_AREA)
     assert np.abs(first["tile"].astype(int) - expected).mean() < 6
 

@@ -6,7 +6,8 @@ import subprocess
 import pytest
 
 from conftest import ROOT, TRAIN_FAST, assert_one_line_error, event_scalars, run_script
-from vae import codecs, device, video
+from vae import codecs, device, ffmpeg, probe
+from vae.decode import read_frames
 
 # These tests describe a machine without an NVIDIA card, as the test machines are.
 CARD_HERE = codecs.nvenc_problem() is None or bool(device.nvidia_gpus())
@@ -61,12 +62,26 @@ def test_cpu_only_line_and_encoder_fallback(tmp_path, evaluated, media):
                         "--no-audio", "--crf", 30)
     assert lines_starting(result.stderr, "device:") == ["device: CPU only, batch size 16"], result.stderr
     encoder = lines_starting(result.stderr, "encoder:")
-    assert len(encoder) == 1 and "libx264" in encoder[0] and "h264_nvenc failed" in encoder[0], result.stderr
-    probe = subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True)
-    assert "Video: h264" in probe.stderr, probe.stderr
-    meta = video.probe(str(out))
-    frames = list(video.read_frames(meta, (meta.width, meta.height)))
+    # No NVIDIA device here: no trial, and nothing said of one.
+    assert encoder == ["encoder: libx264 on the CPU (-crf 30)"], result.stderr
+    described = subprocess.run([ffmpeg.exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True)
+    assert "Video: h264" in described.stderr, described.stderr
+    meta = probe.probe(str(out))
+    frames = list(read_frames(meta, (meta.width, meta.height)))
     assert len(frames) == 40
+
+
+@no_card
+def test_the_encoder_trial_is_made_where_nvidia_smi_is_found(tmp_path, evaluated, media):
+    # A machine that looks like it has a card (nvidia-smi answers) but cannot encode on it: the
+    # one-frame trial runs, fails, and says why; the render goes on with libx264.
+    path = fake_nvidia_smi(tmp_path / "bin", "NVIDIA GeForce RTX 4090\\n")
+    result = run_script("mogrify_video.py", media["clip"], tmp_path / "o.mp4", "--models", evaluated["models"],
+                        "--no-audio", "--duration", 0.4, env={"PATH": path})
+    encoder = lines_starting(result.stderr, "encoder:")
+    assert len(encoder) == 1 and "libx264" in encoder[0] and "h264_nvenc failed a one-frame trial" in encoder[0], \
+        result.stderr
+    assert probe.probe(str(tmp_path / "o.mp4")).width > 0
 
 
 @no_card

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import TILE, assert_one_line_error, run_script
-from vae import records, video
+from vae import records
+from vae.ffmpeg import exe as ffmpeg_exe
 
 # Mean absolute difference (0..255) allowed between a tile and the view computed here: about 1.3
 # is measured (ffmpeg's and OpenCV's scalers differ a little); the wrong geometries measure
@@ -25,7 +26,7 @@ TOLERANCE = 3
 # --------------------------------------------------------------------------- making footage
 
 def ffmpeg(*args):
-    result = subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *map(str, args)],
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *map(str, args)],
                             capture_output=True, text=True, errors="replace")
     if result.returncode != 0:
         raise AssertionError(f"ffmpeg {' '.join(map(str, args))} failed:\n{result.stderr[-2000:]}")
@@ -84,7 +85,7 @@ def with_metadata(source, path, *input_options, output_options=()):
 
 def coded_frames(path, width, height):
     """Every decoded frame as stored, without the display matrix applied."""
-    out = subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-noautorotate",
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-noautorotate",
                           "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo",
                           "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(out, np.uint8).reshape(-1, height, width, 3)
@@ -114,7 +115,7 @@ def picture_span(frames):
 
 def describe(path):
     """What `ffmpeg -i` says about a file."""
-    return subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
                           capture_output=True, text=True, errors="replace").stderr
 
 
@@ -126,7 +127,7 @@ def sound(path, track=0, rate=8000):
     """(first sample time, samples) of an audio track, decoded to mono PCM."""
     text = ffmpeg("-copyts", "-i", path, "-map", f"0:a:{track}", "-af", "ashowinfo", "-f", "null", "-").stderr
     first = float(re.search(r"pts_time:(\S+)", text).group(1))
-    out = subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
                           "-map", f"0:a:{track}", "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"],
                          capture_output=True, check=True).stdout
     return first, np.frombuffer(out, np.int16).astype(np.float32)

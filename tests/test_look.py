@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import TILE, assert_one_line_error, decode, flickering_copy, run_script
-from vae import measures, synthetic, video
+from vae import ffmpeg, measures, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def fine_clip(tmp_path_factory):
     trained source so that its mean is the trained one."""
     folder = tmp_path_factory.mktemp("fine")
     path = folder / "clip.mp4"
-    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=192x108:r=25:d=1.2",
+    subprocess.run([ffmpeg.exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=192x108:r=25:d=1.2",
                     "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", str(path)], check=True)
     return path
 

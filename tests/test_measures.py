@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, assert_one_line_error, decode, flickering_copy, run_script
-from vae import measures, synthetic, video
+from vae import ffmpeg, measures, synthetic
 
 
 def crops(pictures, count, rng, size=(96, 54)):
@@ -194,7 +194,7 @@ def real_clip(tmp_path_factory):
     if not os.path.isfile(source):
         pytest.skip(f"{source} is not here (the shared data folder)")
     path = tmp_path_factory.mktemp("real") / "bunny.mp4"
-    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-i", source, "-t", "2", "-vf", "scale=640:360", "-an",
+    subprocess.run([ffmpeg.exe(), "-v", "error", "-i", source, "-t", "2", "-vf", "scale=640:360", "-an",
                     "-c:v", "libx264", "-crf", "16", str(path)], check=True)
     return path
 

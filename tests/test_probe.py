@@ -1,4 +1,4 @@
-"""video.parse_probe on saved `ffmpeg -hide_banner -i FILE` outputs (tests/fixtures/probe).
+"""probe.parse_probe on saved `ffmpeg -hide_banner -i FILE` outputs (tests/fixtures/probe).
 
 Each text was saved from a small file made with the bundled ffmpeg; the expected values below
 come from how that file was made, not from the parser:
@@ -26,7 +26,7 @@ from fractions import Fraction
 
 import pytest
 
-from vae import video
+from vae import probe
 from vae.cli import UserError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "probe")
@@ -34,7 +34,7 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", 
 
 def parse(name):
     with open(os.path.join(FIXTURES, name + ".txt"), encoding="utf-8") as f:
-        return video.parse_probe(name, f.read())
+        return probe.parse_probe(name, f.read())
 
 
 AAC = ("aac",)
@@ -122,5 +122,5 @@ def test_unusable_files_are_user_errors(name, fragment):
 @pytest.mark.parametrize("text", ["", "clip.mp4: No such file or directory\n", "garbage\x00\x01 Stream #0:0: Video:"])
 def test_bad_text_is_a_user_error(text):
     with pytest.raises(UserError) as caught:
-        video.parse_probe("clip ünïcødé.mp4", text)
+        probe.parse_probe("clip ünïcødé.mp4", text)
     assert "clip ünïcødé.mp4" in str(caught.value)

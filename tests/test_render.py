@@ -13,7 +13,8 @@ import pytest
 
 from conftest import (ROOT, TILE, assert_error_before_tensorflow, assert_one_line_error, decode,
                       expected_first_frame, run_script)
-from vae import manifest, records, synthetic, video
+from vae import manifest, probe, records, synthetic
+from vae.decode import read_frames
 
 
 def test_embeddings_are_source_means(evaluated):
@@ -90,7 +91,7 @@ def test_mogrify_end_to_end(evaluated, media, styled):
     assert (meta.width, meta.height) == (160, 70)  # the 10-pixel bars cropped away
     assert meta.has_audio
     # The first frame is the formula applied by the exported models, scaled to the output size.
-    tile = next(video.read_frames(video.probe(media["clip"]), TILE, video.Crop(10, 0, 10, 0))).image
+    tile = next(read_frames(probe.probe(media["clip"]), TILE, probe.Crop(10, 0, 10, 0))).image
     expected = cv2.resize(expected_first_frame(evaluated["models"], tile, 0.5, 1.0), (160, 70),
                           interpolation=cv2.INTER_CUBIC)
     unshifted = cv2.resize(expected_first_frame(evaluated["models"], tile, 0.0, 0.0), (160, 70),

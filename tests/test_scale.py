@@ -10,7 +10,7 @@ import pytest
 
 from conftest import SPATIAL_TRAINING, TILE, assert_one_line_error, run_script
 from test_data import read_all
-from vae import manifest, safety, synthetic, video
+from vae import ffmpeg, manifest, probe, safety, synthetic
 from vae.cli import UserError
 
 WIDE = (256, 144)  # at --video-scale 0.5: 128x72, two tiles of 64x36 each way
@@ -25,7 +25,7 @@ def wide_clip(tmp_path_factory):
 def ffmpeg_frames(path, size):
     """Every frame of a clip scaled to `size` by ffmpeg (area), decoded here, apart from vae.video."""
     width, height = size
-    raw = subprocess.run([video.ffmpeg_exe(), "-v", "error", "-i", path, "-vf", f"scale={width}:{height}:flags=area",
+    raw = subprocess.run([ffmpeg.exe(), "-v", "error", "-i", path, "-vf", f"scale={width}:{height}:flags=area",
                           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
 
@@ -196,7 +196,7 @@ def test_spatial_model_renders_at_the_scale_it_learned(tmp_path, wide_clip, medi
     stats, log = render(wide_clip, tmp_path / "half.mp4")
     assert stats["render_size"] == [128, 72] and stats["size"] == list(WIDE)
     assert "rendered at 128x72 (render scale 0.5" in log
-    assert video.probe(str(tmp_path / "half.mp4")).display_size == WIDE  # the output keeps the input's size
+    assert probe.probe(str(tmp_path / "half.mp4")).display_size == WIDE  # the output keeps the input's size
     still = tmp_path / "still.png"
     cv2.imwrite(str(still), np.zeros((101, 151, 3), np.uint8) + 90)
     stats, _ = render(still, tmp_path / "still_out.png")

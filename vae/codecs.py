@@ -2,15 +2,18 @@
 
 On a GPU the models outrun x264 and the CPU decoder several times over, so there the codecs set
 a render's speed. The bundled ffmpeg has NVENC and the CUDA decoder compiled in, but they need a
-card and its driver at run time; a one-frame trial (milliseconds either way) tells. ffmpeg's own
-`-hwaccel auto` is no substitute: it aborts on machines without the VA-API library.
+card and its driver at run time; a one-frame trial (milliseconds either way) tells, and is only
+made where an NVIDIA device is present at all. ffmpeg's own `-hwaccel auto` is no substitute: it
+aborts on machines without the VA-API library.
 """
 import functools
+import glob
 import re
+import shutil
 import subprocess
 
 from vae.cli import UserError
-from vae.video import ffmpeg_exe
+from vae.ffmpeg import exe as ffmpeg_exe
 
 ENCODERS = ("auto", "libx264", "h264_nvenc")
 DECODERS = ("auto", "cpu", "cuda")
@@ -31,6 +34,11 @@ def _trial(args):
 
 # NVENC refuses frames below about 145x49, so the trial frame is larger than that.
 _ONE_FRAME = ["-f", "lavfi", "-i", "color=c=black:s=256x144:r=25", "-frames:v", "1", "-pix_fmt", "yuv420p"]
+
+
+def nvidia_present():
+    """Whether this machine has an NVIDIA device node or nvidia-smi: without either, no trial."""
+    return bool(glob.glob("/dev/nvidia[0-9]*") or shutil.which("nvidia-smi"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,14 +65,17 @@ def nvenc_args(crf):
 def pick_encoder(name, crf, preset="veryfast"):
     """(ffmpeg output arguments that choose the encoder, one line saying which and why or None).
 
-    `auto` takes h264_nvenc when a trial frame encodes, else libx264; an explicit h264_nvenc
-    that cannot encode is a UserError.
+    `auto` takes h264_nvenc when a trial frame encodes, else libx264 (tried only where an NVIDIA
+    device is present); an explicit h264_nvenc that cannot encode is a UserError.
     """
     if name not in ENCODERS:
         raise UserError(f"--encoder must be one of {', '.join(ENCODERS)}, not {name!r}")
     if name == "libx264":
         return x264_args(crf, preset), None
-    problem = nvenc_problem()
+    if name == "auto" and not nvidia_present():
+        return x264_args(crf, preset), f"encoder: libx264 on the CPU (-crf {crf})"
+    problem = nvenc_problem() if nvidia_present() else "no NVIDIA device on this machine"
+
     if problem is None:
         return nvenc_args(crf), f"encoder: h264_nvenc on the GPU (constant quality -cq {crf})"
     if name == "h264_nvenc":
@@ -82,9 +93,9 @@ def decoder_args(name):
     """
     if name not in DECODERS:
         raise UserError(f"--decoder must be one of {', '.join(DECODERS)}, not {name!r}")
-    if name == "cpu":
+    if name == "cpu" or (name == "auto" and not nvidia_present()):
         return []
-    problem = cuda_problem()
+    problem = cuda_problem() if nvidia_present() else "no NVIDIA device on this machine"
     if problem is None:
         return ["-hwaccel", "cuda"]  # frames come back to memory for the crop and scale filters
     if name == "cuda":

@@ -8,7 +8,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from vae import images, manifest, records, video
+from vae import decode, images, manifest, probe, records
 from vae.cli import UserError, atomic_path, info, progress, warn
 
 SHUFFLE_BUCKETS = 16
@@ -111,16 +111,16 @@ def video_tiles(path, size, frame_step, crop, sink, scale=manifest.FIT, crops_pe
     shows it (upright, square pixels, borders cut), and send its tiles to sink: with `scale` fit
     the whole frame shrunk to the tile, with a number S `crops_per_frame` tile-size crops at random
     places (from `rng`) of the frame shown at S times its size (ffmpeg scales, NumPy cuts)."""
-    meta = video.probe(path)
+    meta = probe.probe(path)
     with ThreadPoolExecutor(1) as pool:  # the exact count (for progress) while borders are found
-        counting = pool.submit(video.count_frames, meta)
-        crop = video.resolve_crop(meta, crop)
+        counting = pool.submit(probe.count_frames, meta)
+        crop = probe.resolve_crop(meta, crop)
         meta.frames = counting.result()
     name = source_name(path, "video")
-    if crop != video.Crop():
+    if crop != probe.Crop():
         info(f"{name}: cropping borders {crop} (top,left,bottom,right) of {meta.width}x{meta.height}")
     if scale == manifest.FIT:
-        frames = video.read_frames(meta, size, crop, frame_step, keep_aspect=True)
+        frames = decode.read_frames(meta, size, crop, frame_step, keep_aspect=True)
     else:
         shown = crop.size_of(meta.width, meta.height)
         scaled = scaled_size(shown, scale)
@@ -130,7 +130,7 @@ def video_tiles(path, size, frame_step, crop, sink, scale=manifest.FIT, crops_pe
                             "give a larger scale or a smaller --size")
         info(f"{name}: {crops_per_frame} crops of {size[0]}x{size[1]} a frame, from the picture at "
              f"{scaled[0]}x{scaled[1]} (--video-scale {scale})")
-        frames = video.read_frames(meta, scaled, crop, frame_step)
+        frames = decode.read_frames(meta, scaled, crop, frame_step)
     count = kept = 0
     about = "" if meta.frames else ", about"
     total = (meta.frames_estimate - 1) // frame_step + 1

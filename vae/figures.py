@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vae import cli, video  # noqa: E402
+from vae import cli, decode, probe  # noqa: E402
 
 
 def read_scalars(logdir, tags):
@@ -44,8 +44,8 @@ def loss_curve(logdir, path):
 
 
 def frame_at(path, index):
-    meta = video.probe(path)
-    for frame in video.read_frames(meta, (meta.width, meta.height)):
+    meta = probe.probe(path)
+    for frame in decode.read_frames(meta, (meta.width, meta.height)):
         if frame.index == index:
             return frame.image
     raise ValueError(f"{path} has no frame {index}")

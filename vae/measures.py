@@ -401,10 +401,10 @@ def measure_files(input_path, output_path, style_tiles=None, style_lab=None, eve
     """The measures of an output video against its input, decoded independently of any render
     (both at full size, as shown): for doc scripts and tests. `style_tiles`: uint8 tiles of the
     style or a TextureReference (texture), `style_lab`: its mean Lab colour (palette; by default that of the tiles).
-    `crop` (a vae.video.Crop) is applied to the input, as the render applied it."""
-    from vae import video
-    source, rendered = video.probe(str(input_path)), video.probe(str(output_path))
-    crop = crop or video.Crop()
+    `crop` (a vae.probe.Crop) is applied to the input, as the render applied it."""
+    from vae import decode, probe
+    source, rendered = probe.probe(str(input_path)), probe.probe(str(output_path))
+    crop = crop or probe.Crop()
     reference = None
     if isinstance(style_tiles, TextureReference):  # as style_reference gives it
         reference = style_tiles
@@ -413,8 +413,8 @@ def measure_files(input_path, output_path, style_tiles=None, style_lab=None, eve
         if style_lab is None:
             style_lab = mean_lab(np.asarray(style_tiles))
     meter = Measures(style_lab, reference, every)
-    inputs = video.read_frames(source, crop.size_of(source.width, source.height), crop)
-    outputs = video.read_frames(rendered, (rendered.width, rendered.height))
+    inputs = decode.read_frames(source, crop.size_of(source.width, source.height), crop)
+    outputs = decode.read_frames(rendered, (rendered.width, rendered.height))
     frames = 0
     for a, b in zip(inputs, outputs):
         meter.add(a.index, a.image, b.image)

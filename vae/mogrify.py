@@ -9,26 +9,19 @@ Every frame, at render size (the contract's formula):
     part' = smooth * part'(previous frame) + (1 - smooth) * part
     out   = resize(part', output size) + detail * frame    (frame at its own resolution)
 
-The render size is the tile size for a global model and the frame's own shown size for a spatial
-one (padded to a multiple of its downsample factor and cut back), so a spatial render needs no
-upscaling at all. A render is a composition of four parts, the same for files, stills and
-folders (and live streams):
-
-- a source: decoded frames with their times (and the full-size picture when the render size is
-  another), from ffmpeg in a thread of its own;
-- the styler: the batched model step (one tf.function, the per-frame alpha and beta and the
-  means passed in as tensors, so nothing is traced again), then smoothing and `compose`;
-- a sink: the encoder (an MP4 written atomically, or an image);
-- the meter: the measures, taken on a sample of frames.
-
-The model step runs on the calling thread; smoothing, composing, encoding and measuring run on
-another (OpenCV and the pipes release the GIL), so the models never wait on I/O.
+The render size is the tile size for a global model and the frame's own shown size (times the
+scale it learned at) for a spatial one, padded to a multiple of its downsample factor and cut
+back. This module holds what is asked (Look, VideoOptions), the models of a run (Session) and the
+styler (the batched model step, then smoothing and `compose`); a file, a still or a folder is
+rendered by vae/render.py's one loop from a source (vae/sources.py) into a sink (vae/sinks.py),
+as a live stream is (vae/live.py).
 
 TensorFlow is imported only inside the functions that run the models, so that `check_request`
 can refuse a bad command line before TensorFlow's seconds of start-up.
 """
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import re
 import time
@@ -36,9 +29,8 @@ import time
 import cv2
 import numpy as np
 
-from vae import images, latent, match, measures, safety, video
-from vae.cli import UserError, atomic_path, error_message, info, progress, warn
-from vae.pipeline import Consumer, Producer
+from vae import decode, images, latent, match, measures, probe, render, safety, sinks, sources
+from vae.cli import UserError, error_message, info, warn
 
 STILL_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
@@ -76,7 +68,7 @@ class VideoOptions:
     """How one video is read and written (the same for every video of a folder)."""
     start: float = None
     duration: float = None
-    crop: object = "auto"  # "auto", or a video.Crop
+    crop: object = "auto"  # "auto", or a probe.Crop
     inset: bool = False
     audio_track: int = 0  # None: no sound
     preset: str = "veryfast"
@@ -171,11 +163,14 @@ def make_render(models, detail, matching=False):
         n = tf.shape(z)[0]
         return (both[:n] - detail * both[n:], source_mean) + extra
 
+    # No AutoGraph: the step has no Python control flow on tensors, and converting it took two
+    # seconds of a live run's start-up.
     if not matching:
-        return tf.function(step, input_signature=signature)
+        return tf.function(step, input_signature=signature, autograph=False)
     bank = tf.TensorSpec([None, match.NEIGHBOURHOOD, match.NEIGHBOURHOOD, models.codes], tf.float32)
 
-    @tf.function(input_signature=signature + [strength, bank, tf.TensorSpec([None, None], tf.int32)])
+    @tf.function(input_signature=signature + [strength, bank, tf.TensorSpec([None, None], tf.int32)],
+                 autograph=False)
     def render_matched(frames, alpha, beta, source_mean, style_mean, own_weight, strength, bank, previous):
         return step(frames, alpha, beta, source_mean, style_mean, own_weight, (strength, bank, previous))
 
@@ -188,11 +183,10 @@ def compose(part, detail, full=None):
     if not detail:
         return images.to_uint8(part)
     h, w = full.shape[:2]
-    part = np.ascontiguousarray(part * 255, np.float32)
+    part = np.asarray(part, np.float32)
     up = part if part.shape[:2] == (h, w) else cv2.resize(part, (w, h), interpolation=cv2.INTER_CUBIC)
-    out = cv2.scaleAdd(full.astype(np.float32), detail, up)  # in place of NumPy: threaded, no temporaries
-    np.clip(out, 0, 255, out=out)
-    return (out + 0.5).astype(np.uint8)
+    # One OpenCV pass in place of NumPy's four: scaled, added, rounded and saturated to uint8.
+    return cv2.addWeighted(up, 255.0, full, float(detail), 0.0, dtype=cv2.CV_8U)
 
 
 def even(frame):
@@ -209,14 +203,19 @@ class Session:
         self.style, self.style_mean, self.style_lab = latent.mix_styles(sources, look.styles)
         self.spatial = models.latent == "spatial"
         self._render = None
-        weights, folder = latent.style_weights(sources, look.styles), getattr(models, "folder", None) or "."
+        self.weights, self.folder = latent.style_weights(sources, look.styles), getattr(models, "folder", None) or "."
         # The style's own code neighbourhoods, for --match (checked against the folder's sources).
-        self.bank = match.style_bank(folder, weights, list(sources), models.codes) if look.matching else None
-        # The style's tiles for the texture measure; an older folder has none (said once, here).
-        self.texture = measures.style_reference(folder, weights)
-        if self.texture is None:
+        self.bank = match.style_bank(self.folder, self.weights, list(sources), models.codes) if look.matching else None
+
+    @functools.cached_property
+    def texture(self):
+        """The style's tiles for the texture measure, drawn when first measured (a live run never
+        is); an older folder has none (said once, here)."""
+        reference = measures.style_reference(self.folder, self.weights)
+        if reference is None:
             info(f"the models folder has no tiles of {self.style!r} in tiles.npz (evaluate_embeddings.py writes "
                  "them): texture is left out of the measures")
+        return reference
 
     @property
     def tile_size(self):
@@ -289,7 +288,7 @@ class Styler:
 
     `run(frames)` calls the models on a batch (the caller's thread); `finish(frames, parts)` blends
     each part with the previous frame's and adds the detail, in order (another thread may do it);
-    `style(frames)` is both. Frames are vae.video.Frame: `image` at the render size, `full` the
+    `style(frames)` is both. Frames are vae.decode.Frame: `image` at the render size, `full` the
     shown frame when that is another size (needed for --detail). Keyframe times count from
     `start` (None: the first frame's time). `source_mean` None: a running mean of the frames' own
     codes (live), a plain average over the first `horizon` frames and then slowly forgetting."""
@@ -363,17 +362,6 @@ class Styler:
         return self.finish(frames, self.run(frames))
 
 
-def batched(frames, batch_size):
-    batch = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def check_span(meta, start, duration):
     if start is not None and start < 0:
         raise UserError(f"--start {start}: must be at least 0")
@@ -399,7 +387,7 @@ def check_video(input_path, output_path, options):
     """A video input and its output checked before anything is rendered; returns its probe."""
     if kind_of(output_path) == "image":
         raise UserError(f"{output_path}: a video is rendered to an .mp4 file")
-    meta = video.probe(input_path)
+    meta = probe.probe(input_path)
     check_output(input_path, output_path)
     check_span(meta, options.start, options.duration)
     check_audio_track(meta, options.audio_track)
@@ -468,84 +456,51 @@ def render_video(session, input_path, output_path, options=VideoOptions(), meta=
     without them, for the benchmark's comparison). `meta`: its probe, when checked already."""
     meta = meta or check_video(input_path, output_path, options)
     span = dict(start=options.start, duration=options.duration)
-    crop = video.resolve_crop(meta, options.crop, **span)
+    crop = probe.resolve_crop(meta, options.crop, **span)
     shown = crop.size_of(meta.width, meta.height)
     render_size = session.render_size(shown)
 
     def own_mean():
         estimate = meta.frames_estimate if options.duration is None else options.duration * float(meta.fps)
         step = max(1, int(estimate) // OWN_MEAN_FRAMES)
-        frames = video.read_frames(meta, render_size, crop, step, **span)
+        frames = decode.read_frames(meta, render_size, crop, step, **span)
         mean = session.encode_mean([f.image for f in batch] for batch in
-                                   batched(frames, session.frames_per_call(render_size)))
+                                   sources.batched(frames, session.frames_per_call(render_size)))
         if mean is None:
             raise UserError(f"{input_path}: no frames could be decoded")
         return mean
 
     source_mean, source_label = session.source_mean(input_path, own_mean)
     styler = session.styler(source_mean, shown, start=meta.start)  # keyframes count from the input's start
-    look = session.look
     info(f"{meta.path}: {meta.width}x{meta.height} as shown at {float(meta.fps):.3g} fps, crop {crop}, rendered at "
          f"{render_size[0]}x{render_size[1]}{session.scale_note()} ({styler.batch_size} a call), shift from "
-         f"{source_label} toward {session.style!r} ({look.describe()})")
+         f"{source_label} toward {session.style!r} ({session.look.describe()})")
     estimate = meta.frames_estimate if options.duration is None else max(1, round(options.duration * float(meta.fps)))
     counting = None
     if options.start is None and options.duration is None:  # the exact count for the progress bar, found meanwhile
-        counting = concurrent.futures.ThreadPoolExecutor(1).submit(video.count_frames, meta)
-    meter = new_meter(session, options, estimate)
-    full = 1 if styler.needs_full or (meter and not styler.same_size) else 0
-    frames = video.read_frames(meta, render_size, crop, full=full, input_args=options.decoder_args, **span)
-    done = {"frames": 0, "first": None, "last": None}
-    bar = progress(total=estimate, desc="frames, about", unit="frame")
-
-    def write(frames, outputs):
-        for frame, out in zip(frames, outputs):
-            writer.write(out, frame.time, frame.duration)
-            if meter:
-                meter.add(frame.index, frame.full if frame.full is not None else frame.image, out)
-        done["first"] = frames[0].time if done["first"] is None else done["first"]
-        done["last"] = frames[-1].time + frames[-1].duration
-        done["frames"] += len(frames)
-        if counting is not None and counting.done() and counting.result() and bar.desc != "frames":
-            bar.total, bar.desc = counting.result(), "frames"
-        bar.update(len(frames))
-
+        counting = concurrent.futures.ThreadPoolExecutor(1).submit(probe.count_frames, meta)
+    measured = new_meter(session, options, estimate)
+    tally = render.Tally()
+    observers = [tally, render.Progress(estimate, counting)] + ([render.Measured(measured)] if measured else [])
+    full = 1 if styler.needs_full or (measured and not styler.same_size) else 0
     began = time.perf_counter()
-    with atomic_path(output_path, suffix=".mp4") as tmp:
-        writer = video.VideoWriter(tmp, styler.frame_size, meta.fps, styler.output_size, source=meta,
-                                   audio_track=options.audio_track if meta.has_audio else None,
-                                   inset=crop if options.inset else None, preset=options.preset, crf=options.crf,
-                                   span=(options.start, options.duration), codec_args=options.codec_args)
-        try:
-            run(frames, styler, write)
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
-        finally:
-            bar.close()
-    if done["frames"] == 0:
+    source = sources.VideoSource(meta, render_size, styler.batch_size, crop, full, decoder_args=options.decoder_args,
+                                 **span)
+    try:
+        sink = sinks.Mp4Sink(output_path, styler.frame_size, meta.fps, styler.output_size, source=meta,
+                             audio_track=options.audio_track if meta.has_audio else None,
+                             inset=crop if options.inset else None, span=(options.start, options.duration),
+                             codec_args=options.codec_args, crf=options.crf, preset=options.preset)
+    except BaseException:
+        source.close()
+        raise
+    render.run(source, styler, [sink], observers)
+    if tally.frames == 0:
         raise UserError(f"{input_path}: no frames could be decoded" + (" in that span" if options.start or
                                                                        options.duration else ""))
-    return {"frames": done["frames"], "seconds": round(done["last"] - done["first"], 6),
-            **(meter.summary() if meter else {}), "style": session.style, "size": list(styler.output_size),
-            "render_size": list(render_size), "render_seconds": round(time.perf_counter() - began, 3)}
-
-
-def run(frames, styler, write):
-    """Frames through the styler into write(frames, outputs): decoding in a thread ahead of the
-    models, finishing and writing in a thread behind them."""
-    reader = Producer(batched(frames, styler.batch_size))
-    finisher = Consumer(lambda item: write(item[0], styler.finish(*item)))
-    try:
-        for batch in reader:
-            finisher.put((batch, styler.run(batch)))
-        finisher.finish()
-    except BaseException:
-        finisher.abandon()
-        raise
-    finally:
-        reader.close()
+    return {"frames": tally.frames, "seconds": tally.seconds, **(measured.summary() if measured else {}),
+            "style": session.style, "size": list(styler.output_size), "render_size": list(render_size),
+            "render_seconds": round(time.perf_counter() - began, 3)}
 
 
 def render_still(session, input_path, output_path):
@@ -559,19 +514,10 @@ def render_still(session, input_path, output_path):
     small = cv2.resize(image, render_size, interpolation=cv2.INTER_AREA) if render_size != (w, h) else image
     source_mean, _ = session.source_mean(input_path, lambda: session.encode_mean([[small]]))
     styler = session.styler(source_mean, (w, h), even_sides=False)
-    frame = video.Frame(0, small, 0.0, 0.0, None if styler.same_size else image)
-    out = styler.style([frame])[0]
-    if out.shape[:2] != (h, w):  # detail 0 at another render size: the part, scaled as ffmpeg would
-        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
-    meter = measures.Measures(session.style_lab, session.texture, every=1)
-    meter.add(0, image, out)
-    extension = os.path.splitext(output_path)[1].lower()
-    ok, data = cv2.imencode(extension, cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise UserError(f"{output_path}: OpenCV could not encode it")
-    with atomic_path(output_path, suffix=extension) as tmp, open(tmp, "wb") as f:
-        f.write(data.tobytes())
-    return {"frames": 1, "seconds": 0.0, **meter.summary(), "style": session.style, "size": [w, h],
+    measured = measures.Measures(session.style_lab, session.texture, every=1)
+    source = sources.StillSource(small, None if styler.same_size else image)
+    render.run(source, styler, [sinks.ImageSink(output_path, (w, h))], [render.Measured(measured)])
+    return {"frames": 1, "seconds": 0.0, **measured.summary(), "style": session.style, "size": [w, h],
             "render_size": list(render_size)}
 
 

@@ -14,7 +14,7 @@ import wave
 import cv2
 import numpy as np
 
-from vae import video
+from vae import encode
 
 WARM = np.array([[200, 40, 30], [235, 110, 20], [245, 190, 60], [170, 30, 60], [250, 140, 90],
                  [120, 20, 10]], np.float32)
@@ -94,8 +94,8 @@ def write_video(path, seed=0, width=320, height=180, frames=75, fps=25, letterbo
         tone = path + ".wav"
         write_tone(tone, frames / fps)
     try:
-        video.write_video(path, scene_frames(rng, width, height, frames, letterbox, pillarbox, dark), fps,
-                          source=tone, audio=bool(tone), crf=20, preset="veryfast")
+        encode.write_video(path, scene_frames(rng, width, height, frames, letterbox, pillarbox, dark), fps,
+                          sound=tone, crf=20, preset="veryfast")
     finally:
         if tone:
             os.unlink(tone)

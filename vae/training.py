@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae import configs, device, images, records, video
+from vae import configs, device, encode, images, records
 from vae.cli import UserError, info, parked_stderr, progress
 
 
@@ -264,7 +264,7 @@ class Previews:
         target = os.path.join(self.logdir, "progress.mp4")
         tmp = target + ".tmp.mp4"
         try:
-            video.write_video(tmp, frames, 2, crf=20, preset="veryfast")
+            encode.write_video(tmp, frames, 2, crf=20, preset="veryfast")
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
