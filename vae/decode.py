@@ -112,17 +112,17 @@ def read_frames(info, size, crop=Crop(), step=1, keep_aspect=False, limit=None, 
 
 
 def readable(fd, seconds, stopping):
-    """Wait until fd has data (True), or `seconds` passed or `stopping` was set (False); in short
-    slices so that a stop is never kept waiting."""
-    until = time.monotonic() + seconds
-    while not stopping.is_set():
-        left = until - time.monotonic()
-        if left <= 0:
-            # Looked at once more: this thread may have waited for the interpreter (TensorFlow's
-            # import holds it for seconds) while ffmpeg went on writing.
-            return bool(select.select([fd], [], [], 0)[0])
-        if select.select([fd], [], [], min(left, 0.2))[0]:
+    """Wait until fd has data (True), or `seconds` of waiting passed or `stopping` was set (False);
+    in short slices so that a stop is never kept waiting. Only the time spent waiting on fd
+    counts: while this thread waits for the interpreter (TensorFlow's import holds it for seconds)
+    ffmpeg may be blocked on a full pipe of ours, which is no silence of the input's."""
+    waited = 0.0
+    while not stopping.is_set() and waited < seconds:
+        piece = min(seconds - waited, 0.2)
+        began = time.monotonic()
+        if select.select([fd], [], [], piece)[0]:
             return True
+        waited += min(time.monotonic() - began, piece)
     return False
 
 
