@@ -23,9 +23,7 @@ def main(argv):
     device.report()
     size = records.tile_size(files)
     models = export.Models(args.models, unsafe=args.unsafe_models, found=found)
-    if (models.width, models.height) != size:
-        raise cli.UserError(f"the models in {args.models} take {models.width}x{models.height} tiles, "
-                            f"the records hold {size[0]}x{size[1]}")
+    models.check_tile_size(size)
     sources, codes = latent.encode_sources(models, files, size, keep_codes=True,
                                            samples_per_source=max(args.samples, 16))
     latent.save_embeddings(args.models, sources)

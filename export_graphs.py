@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Export trained models as SavedModels that any TensorFlow program loads by path."""
-from vae import cli, configs
+from vae import cli, kinds
 
 
 def main(argv):
@@ -9,11 +9,12 @@ def main(argv):
     p.add_argument("--refiner", help="logdir of train_refiner.py")
     p.add_argument("--out", required=True, help="folder for encoder/, decoder/, refiner/ and model.json")
     args = p.parse_args(argv)
-    # config.json is all that says how each model was built (its "model" names the kind); read
+    # config.json is all that says how each model was built: its "model" names the kind's module
+    # (vae/kinds/<model>.py, or the one its "kind_module" names), imported here by that name and
     # before TensorFlow's start-up, so that a wrong logdir fails at once.
-    runs = [(args.vae, *configs.load_run(args.vae, exporting="encoder"))]
+    runs = [(args.vae, *kinds.load_run(args.vae, exporting="encoder"))]
     if args.refiner:
-        runs.append((args.refiner, *configs.load_run(args.refiner, exporting="refiner")))
+        runs.append((args.refiner, *kinds.load_run(args.refiner, exporting="refiner")))
     sizes = {(config.width, config.height) for _, _, config in runs}
     if len(sizes) > 1:
         (vw, vh), (rw, rh) = ((c.width, c.height) for _, _, c in runs)

@@ -4,12 +4,12 @@
 Without --style it is the original refiner (its output pulled toward the tile); with --style it
 learns the style's texture from its tiles against a patch discriminator, a texture loss on their
 patches (--texture-weight), or both."""
-from vae import cli, configs, safety
+from vae import cli, kinds, safety
 from vae.training_options import check_positive, check_run, training_options
 
 
 def main(argv):
-    plain, styled = configs.Refiner(), configs.StyleRefiner()
+    plain, styled = kinds.find("refiner"), kinds.find("style_refiner")
     p = cli.parser(__doc__)
     training_options(p)
     p.add_argument("--models", required=True, help="folder written by export_graphs.py (the VAE to refine)")
@@ -24,7 +24,7 @@ def main(argv):
     safety.read_models_folder(args.models)  # its JSON now; the Spec loads the models after TensorFlow
     cli.quiet_tensorflow()
     from vae import training  # after the checks above: it imports TensorFlow
-    return training.run(args, kind.spec_class()())
+    return training.run(args, kind)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ cli.quiet_tensorflow()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vae import configs, export, images, latent, mogrify, model, refiner, synthetic, training  # noqa: E402
+from vae import export, images, latent, mogrify, model, refiner, synthetic, training  # noqa: E402
 
 
 def forward_flops(keras_model):
@@ -198,7 +198,7 @@ def graph_flops(fn, *specs):
 
 
 def spatial_config(width, height, downsample=8):
-    filters, kernels = configs.spatial_layers(downsample)
+    filters, kernels = model.spatial_layers(downsample)
     return model.VAEConfig(width, height, codes=16, latent="spatial", downsample=downsample, filters=filters,
                            kernels=kernels)
 

@@ -1,5 +1,6 @@
 """The training core: a train state of named models and optimizers, the style refiner's two of
-each, one asserted restore for training and export, and a model type added in one file."""
+each, one asserted restore for training and export, and a model kind added as one module that
+export_graphs.py finds by name."""
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import pytest
 from conftest import ROOT, assert_one_line_error, event_images, event_scalars, run_script
 from vae import records
 
-TOY = os.path.join(ROOT, "tests", "toy_kind.py")
+TESTS = os.path.join(ROOT, "tests")
 
 
 def checkpoint_tensors(logdir):
@@ -21,26 +22,22 @@ def checkpoint_tensors(logdir):
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
 
-def run_toy(*args, check=True):
-    result = subprocess.run([sys.executable, TOY, *map(str, args)], capture_output=True, text=True, cwd=ROOT,
-                            timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(result.stderr[-3000:])
-    return result
-
-
 @pytest.mark.slow
-def test_a_model_type_in_one_file_trains_resumes_and_exports(tmp_path, tiles):
-    from vae import export
+def test_a_model_kind_in_its_own_module_trains_resumes_and_exports(tmp_path, tiles):
+    """tests/toy_kind.py, a kind outside vae/kinds: trained by a script of a few lines, and
+    exported by export_graphs.py, which imports it by the module name config.json records."""
+    import tensorflow as tf
+    from vae import export, kinds
     data = str(tiles.parent / "*.tfrecord.gz")
     logdir = tmp_path / "toy"
-    run_toy("train", "--data", data, "--logdir", logdir, "--steps", 6, "--batch-size", 8, "--log-every", 1,
-            "--preview-every", 3, "--save-every", 3)
+    run_script("tests/train_toy.py", "--data", data, "--logdir", logdir, "--steps", 6, "--batch-size", 8,
+               "--log-every", 1, "--preview-every", 3, "--save-every", 3)
     config = json.loads((logdir / "config.json").read_text())
-    assert config["model"] == "toy" and config["codes"] == 8 and config["noise"] == 0.0
+    assert config["model"] == "toy" and config["kind_module"] == "toy_kind"
+    assert config["codes"] == 8 and config["noise"] == 0.0
     # Resumed with a setting that may change (--noise) and none of the others repeated.
-    result = run_toy("train", "--data", data, "--logdir", logdir, "--steps", 9, "--batch-size", 8, "--noise", 0.05,
-                     "--log-every", 1)
+    result = run_script("tests/train_toy.py", "--data", data, "--logdir", logdir, "--steps", 9, "--batch-size", 8,
+                        "--noise", 0.05, "--log-every", 1)
     assert "resumed" in result.stderr and "at step 6" in result.stderr
     assert json.loads((logdir / "config.json").read_text())["noise"] == 0.05
     tensors = checkpoint_tensors(logdir)
@@ -51,16 +48,67 @@ def test_a_model_type_in_one_file_trains_resumes_and_exports(tmp_path, tiles):
     assert scalars["learning_rate"][0][1] == pytest.approx(1e-3)
     assert event_images(logdir)["preview"] == [3, 6, 9]  # and at the last step of each run
     # A setting that shapes the checkpoint may not change on resume.
-    result = run_toy("train", "--data", data, "--logdir", logdir, "--steps", 10, "--codes", 4, check=False)
+    result = run_script("tests/train_toy.py", "--data", data, "--logdir", logdir, "--steps", 10, "--codes", 4,
+                        check=False)
     assert_one_line_error(result, "codes")
-    # Exported by the same code as export_graphs.py, checked and loaded as any models folder.
-    run_toy("export", logdir, tmp_path / "models")
-    meta = json.loads((tmp_path / "models" / "model.json").read_text())
+    # Without its folder on the path, export_graphs.py cannot import the kind: it says so, writes nothing.
+    models = tmp_path / "models"
+    result = run_script("export_graphs.py", "--vae", logdir, "--out", models, check=False,
+                        env={"PYTHONPATH": ""})
+    assert_one_line_error(result, "'toy'", "toy_kind", "PYTHONPATH")
+    assert not models.exists()
+    # With it, export_graphs.py exports the toy as any VAE, checked and loaded as any models folder.
+    run_script("export_graphs.py", "--vae", logdir, "--out", models, env={"PYTHONPATH": TESTS})
+    meta = json.loads((models / "model.json").read_text())
     assert meta == {"width": 64, "height": 36, "codes": 8, "vae_step": 9}
-    models = export.Models(str(tmp_path / "models"))
-    mean, _ = models.encode(np.full((2, 36, 64, 3), 0.5, np.float32))
-    assert mean.shape == (2, 8)
-    assert models.decode(mean).shape == (2, 36, 64, 3)
+    loaded = export.Models(str(models))
+    # The SavedModels compute what the trained networks compute, restored here from the checkpoint.
+    kind, stored = kinds.load_run(str(logdir))
+    assert kind is kinds.find("toy", kind_module="toy_kind")
+    _, networks, step = export.restore_run(kind, stored, str(logdir))
+    assert step == 9
+    net = networks["model"]
+    images = np.random.default_rng(0).random((3, 36, 64, 3), dtype=np.float32)
+    mean, _ = loaded.encode(tf.constant(images))
+    expected_mean, _ = net.get_layer("encoder")(images)
+    np.testing.assert_allclose(mean.numpy(), np.asarray(expected_mean), rtol=1e-5, atol=1e-5)
+    decoded = loaded.decode(mean).numpy()
+    np.testing.assert_allclose(decoded, np.asarray(net.get_layer("decoder")(expected_mean)), rtol=1e-5, atol=1e-5)
+    assert decoded.shape == (3, 36, 64, 3)
+    assert np.abs(decoded[0] - decoded[1]).max() > 1e-4  # the codes, and so the pictures, differ per image
+    # TensorFlow alone loads them, without this project's code.
+    alone = subprocess.run([sys.executable, "-c", (
+        "import sys, numpy as np, tensorflow as tf\n"
+        f"f = tf.saved_model.load({str(models / 'encoder')!r}).signatures['serving_default']\n"
+        "print(f(images=tf.zeros([2, 36, 64, 3]))['mean'].shape)")],
+        capture_output=True, text=True, cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": ""}, timeout=300)
+    assert alone.returncode == 0 and "(2, 8)" in alone.stdout, alone.stderr[-2000:]
+
+
+def test_a_kind_is_found_by_its_config_name(tmp_path):
+    """Each kind is a module of vae/kinds named as config.json's "model"; another name is one error."""
+    from vae import kinds
+    assert {"vae", "refiner", "style_refiner"} <= set(kinds.built_in())
+    for name in ("vae", "refiner", "style_refiner"):
+        kind = kinds.find(name)
+        assert kind.name == name and kinds.module_of(kind) is None
+    # Finding a kind, the toy's too, loads no TensorFlow: scripts check before its start-up.
+    free = subprocess.run([sys.executable, "-c", (
+        "import sys\nfrom vae import kinds\n"
+        "found = [kinds.find(n) for n in kinds.built_in()] + [kinds.find('toy', kind_module='toy_kind')]\n"
+        "print(len(found), 'tensorflow' in sys.modules, 'keras' in sys.modules)")],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": TESTS}, timeout=120)
+    assert free.stdout.split() == ["4", "False", "False"], free.stderr[-2000:]
+    (tmp_path / "config.json").write_text(json.dumps({"model": "painting", "width": 64, "height": 36}))
+    result = run_script("export_graphs.py", "--vae", tmp_path, "--out", tmp_path / "out", check=False)
+    assert_one_line_error(result, "unknown model type 'painting'", "known: refiner, style_refiner, vae")
+    (tmp_path / "config.json").write_text(json.dumps({"model": "toy", "kind_module": "os; rm", "width": 64}))
+    result = run_script("export_graphs.py", "--vae", tmp_path, "--out", tmp_path / "out", check=False)
+    assert_one_line_error(result, "not a Python module name")
+    # A module that exists but holds no kind of that name is refused too.
+    (tmp_path / "config.json").write_text(json.dumps({"model": "toy", "kind_module": "json", "width": 64}))
+    result = run_script("export_graphs.py", "--vae", tmp_path, "--out", tmp_path / "out", check=False)
+    assert_one_line_error(result, "json defines no KIND named 'toy'")
 
 
 def test_train_state_holds_every_model(tmp_path):
@@ -102,6 +150,21 @@ def constant_records(path, size=(64, 36)):
             writer.write(records.encode_tile(clip, "clip", "video", i))
             writer.write(records.encode_tile(painting, "paintings", "images", i))
     return path
+
+
+def test_records_of_another_tile_size_are_refused_alike(tmp_path, evaluated):
+    """evaluate_embeddings.py and both refiners ask the one check, which names both sizes."""
+    data = constant_records(tmp_path / "small.tfrecord.gz", size=(32, 18))
+    models = tmp_path / "models"
+    shutil.copytree(evaluated["models"], models)
+    runs = [("evaluate_embeddings.py", "--data", data, "--models", models),
+            ("train_refiner.py", "--data", data, "--models", models, "--logdir", tmp_path / "plain", "--steps", 1),
+            ("train_refiner.py", "--data", data, "--models", models, "--logdir", tmp_path / "styled", "--steps", 1,
+             "--style", "paintings")]
+    for script, *args in runs:
+        result = run_script(script, *args, check=False)
+        assert_one_line_error(result, f"the models in {models} take 64x36 tiles, the records hold 32x18")
+    assert (models / "embeddings.json").read_bytes() == (evaluated["models"] / "embeddings.json").read_bytes()
 
 
 STYLE_RUN = ["--style", "paintings", "--batch-size", 4, "--identity-steps", 2, "--filters", 4, "--blocks", 1,

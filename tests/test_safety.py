@@ -20,7 +20,7 @@ CODES = 32  # the `exported` fixture's
 EXPORT_KINDS = textwrap.dedent("""
     import sys
     import keras
-    from vae import configs, export, model, refiner, style
+    from vae import export, model, refiner, style
     out = sys.argv[1]
     for name, (width, height, codes, policy, d) in {"a": (32, 18, 8, "mixed_bfloat16", None),
                                                     "b": (48, 27, 16, "mixed_float16", None),
@@ -31,7 +31,7 @@ EXPORT_KINDS = textwrap.dedent("""
             vae = model.build_vae(model.VAEConfig(width, height, codes))
             shapes = (height, width, 3), (codes,)
         else:
-            filters, kernels = configs.spatial_layers(d)
+            filters, kernels = model.spatial_layers(d)
             vae = model.build_vae(model.VAEConfig(width, height, codes, latent="spatial", downsample=d,
                                                   filters=filters, kernels=kernels))
             shapes = (None, None, 3), (None, None, codes)
@@ -40,7 +40,7 @@ EXPORT_KINDS = textwrap.dedent("""
         export.save("decoder", vae.decoder, shapes[1], f"{out}/{name}")
         export.save("refiner", net, shapes[0], f"{out}/{name}")
         # The style refiner, for a tile size and for any size.
-        styled = style.build_generator(configs.StyleRefinerConfig(width, height, filters=4, blocks=1),
+        styled = style.build_generator(style.StyleRefinerConfig(width, height, filters=4, blocks=1),
                                        any_size=d is not None)
         export.save("refiner", styled, shapes[0], f"{out}/{name}_style")
 """)

@@ -12,7 +12,9 @@ import pytest
 
 from conftest import (SPATIAL_TRAINING, assert_error_before_tensorflow, assert_one_line_error, decode,
                       event_images, event_scalars, loaded_models, run_script)
-from vae import configs, records
+from vae import configs, kinds, records
+from vae.kinds.refiner import RefinerConfig
+from vae.kinds.vae import FILTERS, VAEConfig, spatial_layers
 from vae.cli import UserError
 
 D, CHANNELS = 8, 16  # the defaults with --latent spatial
@@ -27,8 +29,8 @@ def test_shapes_at_any_size(size):
     """One spatial VAE and refiner, built once, at tile sizes that are and are not multiples of d."""
     from vae import model, refiner
     width, height = size
-    filters, kernels = configs.spatial_layers(D)
-    vae = model.build_vae(configs.VAEConfig(64, 36, codes=CHANNELS, latent="spatial", filters=filters,
+    filters, kernels = spatial_layers(D)
+    vae = model.build_vae(VAEConfig(64, 36, codes=CHANNELS, latent="spatial", filters=filters,
                                             kernels=kernels))
     x = np.random.default_rng(0).random((2, height, width, 3), np.float32)
     mean, log_var = vae.encoder(x)
@@ -37,7 +39,7 @@ def test_shapes_at_any_size(size):
     out = np.asarray(vae.decoder(mean))
     assert out.shape == (2, code[1] * D, code[2] * D, 3) and out.min() >= 0 and out.max() <= 1
     assert vae.reconstruct(x).shape == x.shape  # cut back to the tile
-    net = refiner.build_refiner(configs.RefinerConfig(64, 36, filters=4, blocks=1), any_size=True)
+    net = refiner.build_refiner(RefinerConfig(64, 36, filters=4, blocks=1), any_size=True)
     assert np.asarray(net(x)).shape == x.shape
     assert not [layer for layer in vae.encoder.layers + vae.decoder.layers
                 if type(layer).__name__ in ("Dense", "Conv2DTranspose")]
@@ -47,22 +49,22 @@ def test_config_kinds(tmp_path):
     """config.json records the kind; one without it (older runs) is global; nonsense is refused."""
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"model": "vae", "width": 64, "height": 36, "codes": 8}))
-    old = configs.load_config(str(tmp_path), configs.VAE())
-    assert (old.latent, old.filters) == ("global", configs.FILTERS)
+    old = configs.load_config(str(tmp_path), kinds.find("vae"))
+    assert (old.latent, old.filters) == ("global", FILTERS)
     path.write_text(json.dumps({"model": "vae", "width": 64, "height": 36, "codes": 16, "latent": "spatial",
                                 "downsample": 4, "filters": [8, 16], "kernels": [5, 3]}))
-    new = configs.load_config(str(tmp_path), configs.VAE())
+    new = configs.load_config(str(tmp_path), kinds.find("vae"))
     assert (new.latent, new.downsample, new.filters) == ("spatial", 4, (8, 16))
     for bad, fragment in (({"latent": "pixels"}, "latent"), ({"latent": 3}, "latent"), ({"downsample": 6}, "downsample")):
         path.write_text(json.dumps({"model": "vae", "width": 64, "height": 36, **bad}))
         with pytest.raises(UserError) as e:
-            configs.load_config(str(tmp_path), configs.VAE())
+            configs.load_config(str(tmp_path), kinds.find("vae"))
         assert fragment in str(e.value) and str(path) in str(e.value)
 
 
 def test_spatial_training(spatial):
     config = json.loads((spatial["vae"] / "config.json").read_text())
-    filters, kernels = configs.spatial_layers(D)
+    filters, kernels = spatial_layers(D)
     assert (config["latent"], config["downsample"], config["codes"]) == ("spatial", D, CHANNELS)
     assert (tuple(config["filters"]), tuple(config["kernels"])) == (filters, kernels)
     # Only --latent spatial was given: the kind's own defaults, not the global model's.
@@ -154,10 +156,10 @@ def test_spatial_export_loads_without_project_code_at_any_size(tmp_path, spatial
         assert got[f"{name}_decoded"].shape == (n, code[1] * D, code[2] * D, 3)
         assert got[f"{name}_refined"].shape == x.shape
     # The same checkpoints restored into freshly built models give the same numbers, at the other size.
-    vae_config = configs.load_config(str(spatial["vae"]), configs.VAE())
+    vae_config = configs.load_config(str(spatial["vae"]), kinds.find("vae"))
     vae = model.build_vae(vae_config)
     tf.train.Checkpoint(model=vae).restore(tf.train.latest_checkpoint(str(spatial["vae"] / "checkpoints"))).expect_partial()
-    net = refiner.build_refiner(configs.load_config(str(spatial["refiner"]), configs.Refiner()), any_size=True)
+    net = refiner.build_refiner(configs.load_config(str(spatial["refiner"]), kinds.find("refiner")), any_size=True)
     tf.train.Checkpoint(model=net).restore(tf.train.latest_checkpoint(str(spatial["refiner"] / "checkpoints"))).expect_partial()
     mean, log_var = vae.encoder(inputs["other"], training=False)
     np.testing.assert_allclose(got["other_mean"], mean, atol=1e-4)

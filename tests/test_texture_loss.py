@@ -93,8 +93,9 @@ def test_gradient_moves_pixels_toward_the_style():
 def test_old_config_loads_without_texture():
     """A run from before the texture term (no texture_weight in config.json) resumes without it."""
     from vae import configs
+    from vae.kinds.style_refiner import StyleRefinerConfig
     stored = {"width": W, "height": H, "style": ["paintings"], "adversarial_weight": 1.0}
-    config = configs.config_from_json(configs.StyleRefinerConfig, stored, "config.json")
+    config = configs.config_from_json(StyleRefinerConfig, stored, "config.json")
     assert config.texture_weight == 0 and config.texture_layout_weight == 0
 
 

@@ -40,10 +40,10 @@ def save(kind, keras_model, input_shape, folder):
 
 
 def restore_run(kind, config, logdir):
-    """A finished run's networks rebuilt from its config (configs.load_run) and restored from its
+    """A finished run's networks rebuilt from its config (kinds.load_run) and restored from its
     latest checkpoint, every weight found there (a changed layout is an error, as in training).
     Returns (its Spec, the networks, the step)."""
-    spec = kind.spec_class()()
+    spec = kind.spec()
     networks = spec.networks(config)
     latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
     if not latest:
@@ -102,6 +102,12 @@ class Models:
         self._fn = safety.serving_functions(folder, self._loaded, self.width, self.height, self.codes,
                                             self.downsample)
         self.has_refiner = "refiner" in self._fn
+
+    def check_tile_size(self, size):
+        """Refuse records whose tiles, (width, height), are not the size the models were trained at."""
+        if (self.width, self.height) != tuple(size):
+            raise UserError(f"the models in {self.folder} take {self.width}x{self.height} tiles, "
+                            f"the records hold {size[0]}x{size[1]}")
 
     def encode(self, images):
         out = self._fn["encoder"](images=images)

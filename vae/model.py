@@ -1,5 +1,5 @@
 """The convolutional VAE, described once: its builder, losses and preview (its config, which
-needs no TensorFlow, is vae/configs.py's).
+needs no TensorFlow, is vae/kinds/vae.py's).
 
 Two kinds, by `config.latent`:
 
@@ -21,13 +21,14 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from vae import configs, manifest, training
+from vae import configs, kinds, manifest
+from vae.kinds import vae as vae_kind
 from vae.cli import warn
 
-VAEConfig = configs.VAEConfig  # here too, beside build_vae, for its callers
+VAEConfig, spatial_layers = vae_kind.VAEConfig, vae_kind.spatial_layers  # here too, beside build_vae, for its callers
 
 
-def feature_map_sizes(width, height, depth=len(configs.FILTERS)):
+def feature_map_sizes(width, height, depth=len(vae_kind.FILTERS)):
     """(w, h) of the input and after each stride-2 'same' convolution."""
     sizes = [(width, height)]
     for _ in range(depth):
@@ -197,7 +198,7 @@ def build_vae(config, seed=None):
     return VAE(build_encoder(config), build_decoder(config), seed=seed, name="vae")
 
 
-class Spec(configs.VAE, training.Spec):
+class Spec(kinds.Spec):
     """The VAE for training.run: squared error summed per tile plus weighted KL, averaged over tiles."""
     tracked = ("loss", "reconstruction_loss", "kl_loss")
 

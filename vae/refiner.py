@@ -1,5 +1,5 @@
 """The refiner, described once: its builder, losses and preview (its config, which needs no
-TensorFlow, is vae/configs.py's).
+TensorFlow, is vae/kinds/refiner.py's).
 
 A residual network that makes the blurry VAE output look more like the input: down by a
 strided convolution, residual blocks at half resolution, a transposed convolution back to
@@ -12,10 +12,10 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from vae import configs, export, training
-from vae.cli import UserError
+from vae import export, kinds
+from vae.kinds import refiner as refiner_kind
 
-RefinerConfig = configs.RefinerConfig  # here too, beside build_refiner, for its callers
+RefinerConfig = refiner_kind.RefinerConfig  # here too, beside build_refiner, for its callers
 
 
 def residual_block(x, filters, name):
@@ -70,7 +70,7 @@ def build_refiner(config, any_size=False):
     return keras.Model(images, refined, name="refiner")
 
 
-class Spec(configs.Refiner, training.Spec):
+class Spec(kinds.Spec):
     """The refiner for training.run, against an exported VAE, frozen.
 
     The first `identity_steps` updates teach it to return its input (the VAE output) unchanged;
@@ -85,9 +85,7 @@ class Spec(configs.Refiner, training.Spec):
 
     def build(self, config, args):
         self.vae = export.Models(args.models, unsafe=args.unsafe_models)
-        if (self.vae.width, self.vae.height) != (config.width, config.height):
-            raise UserError(f"the models in {args.models} take {self.vae.width}x{self.vae.height} tiles, "
-                            f"the records hold {config.width}x{config.height}")
+        self.vae.check_tile_size((config.width, config.height))
         self.notes = {"models": args.models, "vae_step": self.vae.meta.get("vae_step")}
         return self.networks(config)
 

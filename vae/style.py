@@ -27,12 +27,13 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vae import configs, export, latent, records, texture, training
+from vae import export, kinds, latent, records, texture
+from vae.kinds import style_refiner as style_refiner_kind
 from vae.cli import UserError
 from vae.model import Upsample2x
 from vae.refiner import crop_like, residual_block
 
-StyleRefinerConfig = configs.StyleRefinerConfig
+StyleRefinerConfig = style_refiner_kind.StyleRefinerConfig  # here too, beside its builders, for their callers
 
 
 def upsampled_like(x, like, filters, name):
@@ -86,7 +87,7 @@ def low_pass(images, side):
     return ops.average_pool(images, side, side, padding="same")
 
 
-class Spec(configs.StyleRefiner, training.Spec):
+class Spec(kinds.Spec):
     """The style refiner for training.run: two models, two optimizers, two tapes."""
     @property
     def tracked(self):
@@ -108,9 +109,7 @@ class Spec(configs.StyleRefiner, training.Spec):
 
     def build(self, config, args):
         self.vae = export.Models(args.models, unsafe=args.unsafe_models)
-        if (self.vae.width, self.vae.height) != (config.width, config.height):
-            raise UserError(f"the models in {args.models} take {self.vae.width}x{self.vae.height} tiles, "
-                            f"the records hold {config.width}x{config.height}")
+        self.vae.check_tile_size((config.width, config.height))
         sources = latent.load_embeddings(args.models, self.vae.codes)
         self.style_label, style_mean, _ = latent.mix_styles(sources, list(config.style))
         self.style_sources = [latent.parse_style(text, sources)[0] for text in config.style]

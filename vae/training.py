@@ -1,5 +1,5 @@
 """One training run for any model: strategy, data, precision, XLA, checkpoints, summaries,
-previews, signals and the divergence guard. A model type brings a Spec (vae/model.py,
+previews, signals and the divergence guard. A model type (vae/kinds) brings a Spec (vae/model.py,
 vae/refiner.py, vae/style.py): its networks, optimizers, step and preview; `run` keeps them in a
 TrainState of named parts (big_vision's train state: another model or optimizer is one more key)
 and does the rest.
@@ -24,63 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae import configs, device, encode, images, records
+from vae import configs, device, encode, images, kinds, records
 from vae.cli import UserError, info, parked_stderr, progress
-
-
-class Spec(configs.Kind):
-    """What a model type brings to a run: its configs.Kind (config.json's part, which needs no
-    TensorFlow), `tracked`, and the methods below. The defaults fit a model trained by one
-    optimizer on one loss (`losses`); a type with several models (a GAN) overrides
-    `optimizers` and `train_step`, as the Keras DCGAN example does with two tapes."""
-    tracked = ()         # names of the losses, logged as TensorBoard scalars
-
-    def networks(self, config):
-        """{name: Keras model} that the checkpoint holds and export restores; "model" is the
-        main one (old checkpoints name it so)."""
-        raise NotImplementedError
-
-    def build(self, config, args):
-        """The networks to train, built inside the strategy's scope (a type that trains
-        against frozen models loads them here too)."""
-        return self.networks(config)
-
-    def optimizers(self, models, config, args):
-        """{model name: optimizer}: by default one Adam at --learning-rate for "model"."""
-        return {"model": make_optimizer(args.learning_rate)}
-
-    def train_step(self, state, tiles, config):
-        """One update on float tiles in 0..1 of this replica; returns {name: scalar}."""
-        with tf.GradientTape() as tape:
-            losses = self.losses(state.models["model"], tiles, config, state)
-        state.update("model", tape, losses["loss"])
-        return losses
-
-    def losses(self, net, tiles, config, state):
-        """{name: scalar} for the default train_step; "loss" is minimised."""
-        raise NotImplementedError
-
-    def dataset(self, files, size, args, config):
-        """The batches train_step gets (uint8; made float on the device): by default shuffled
-        tiles of every source."""
-        return records.training_dataset(files, size, args.batch_size, seed=args.seed,
-                                        cache_gb=getattr(args, "cache_gb", None))
-
-    def preview(self, models, samples):
-        """Rows of images for the preview grid."""
-        raise NotImplementedError
-
-    def describe(self, config, args):
-        """A few words for the start-up line."""
-        raise NotImplementedError
-
-    def saved_models(self, networks, config):
-        """{export name: (Keras model, input shape without the batch)} for export_graphs.py."""
-        raise NotImplementedError
-
-    def model_json(self, config, step, logdir):
-        """What export_graphs.py adds to model.json for this run."""
-        return {}
 
 
 # --- distribution ----------------------------------------------------------------------
@@ -435,13 +380,14 @@ def learning_rates(args, optimizers):
             for name, optimizer in optimizers.items()}
 
 
-def run(args, spec):
-    """Train spec's models on args.data until args.steps; returns the exit status."""
+def run(args, kind):
+    """Train a new Spec of `kind` (a configs.Kind) on args.data until args.steps; returns the exit status."""
     strategy = make_strategy(args.cpu_replicas)  # before any other TensorFlow op
     chief = is_chief(strategy)
     files = records.find_files(args.data)
     width, height = records.tile_size(files)
-    config = configs.run_config(spec, args, width, height)
+    config = configs.run_config(kind, args, width, height)
+    spec = kind.spec()
     keras.utils.set_random_seed(args.seed)
     set_precision(args.mixed_precision)
     device.report(keras.mixed_precision.global_policy().name, args.xla, args.batch_size)
@@ -453,7 +399,7 @@ def run(args, spec):
         trainer = Trainer(spec, state, config)
     if chief:
         os.makedirs(args.logdir, exist_ok=True)
-        configs.save_config(spec, config, args, files)
+        configs.save_config(kind, config, args, files, spec.notes, kinds.module_of(kind))
     info(f"training {spec.describe(config, args)} on {width}x{height} tiles from {len(files)} file(s), "
          f"{strategy.num_replicas_in_sync} replica(s)" + (", XLA" if args.xla else ""))
     batches = spec.dataset(files, (width, height), args, config)

@@ -1,6 +1,6 @@
 """Command-line options shared by train_vae.py and train_refiner.py, and their checks (no
 TensorFlow import: a wrong command line fails before its seconds of start-up)."""
-from vae import configs, records
+from vae import configs, kinds, records
 from vae.cli import UserError
 
 
@@ -36,7 +36,9 @@ def check_positive(args, *names):
 def check_run(args, kind):
     """What training.run would refuse later, checked now from the files alone: --data matching no
     record files, and a --logdir holding another kind of run or one whose architecture the
-    options would change (its tile size is compared once TensorFlow has read the records)."""
+    options would change (its tile size is compared once TensorFlow has read the records), and a
+    kind that export_graphs.py could not find by name."""
+    kinds.module_of(kind)
     records.find_files(args.data)
     config = configs.run_config(kind, args)  # None for a new run
     args.learning_rate = kind.learning_rate(args, config)
