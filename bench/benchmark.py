@@ -503,6 +503,11 @@ def live_startup_s(work, tile, detail=1.0):
         listener.recv(2048)
         return time.perf_counter() - began
     finally:
+        run.send_signal(signal.SIGTERM)  # ended as a service would: it closes its input's ffmpeg
+        try:
+            run.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
         for proc in (run, camera):
             proc.kill()
             proc.wait()
