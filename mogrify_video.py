@@ -51,7 +51,8 @@ def main(argv):
     p.add_argument("--live", action="store_true",
                    help="render as it comes, dropping frames the models cannot keep up with (implied by a stream "
                         "URL or capture device input; a file is read at its own rate, as a rehearsal); the output "
-                        "is a stream URL (udp, srt, tcp, rtmp) or an .mp4 or .ts file written as it goes")
+                        "is a stream URL (udp, srt, tcp, rtmp), a video device /dev/videoN (a virtual camera) "
+                        "or an .mp4 or .ts file written as it goes")
     p.add_argument("--source", metavar="NAME",
                    help="live: the trained source whose mean code is removed (default: a running mean of the input's)")
     p.add_argument("--reconnect", type=float, default=10.0, metavar="SECONDS",

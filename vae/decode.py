@@ -7,6 +7,7 @@ before frames reach Python; a second picture at the shown size (for --detail) co
 same process on a pipe of its own.
 """
 import os
+import queue
 import re
 import select
 import subprocess
@@ -207,15 +208,10 @@ class Connection:
             if stamp is None:
                 return
             seconds, samples = stamp
-            data = self.audio_stream.read(samples * SOUND_BYTES)  # raw pipe reads may come short
-            while data is not None and 0 < len(data) < samples * SOUND_BYTES:
-                more = self.audio_stream.read(samples * SOUND_BYTES - len(data))
-                if not more:
-                    break
-                data += more
-            if not data:
+            data = ffmpeg.read_exactly(self.audio_stream, (samples * SOUND_BYTES,))
+            if data is None:
                 return
-            self.on_sound(self, Sound(seconds, data))
+            self.on_sound(self, Sound(seconds, data.tobytes()))
 
     def reason(self):
         return ffmpeg.complaint(list(self.log.lines))
@@ -240,7 +236,7 @@ class Connection:
                     return
             try:  # ffmpeg prints a frame's showinfo line before it writes the frame
                 stamp = self.log.stamps.get(timeout=1)
-            except Exception:
+            except queue.Empty:
                 return
             if stamp is None:
                 return

@@ -9,6 +9,7 @@ import numpy as np
 
 from vae import ffmpeg, matroska
 from vae.cli import UserError
+from vae.probe import span_args
 
 # Audio codecs an MP4 holds as they are; anything else (PCM, for one) becomes AAC.
 MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
@@ -93,7 +94,6 @@ def mp4_encoder(path, frame_size, out_size, source=None, audio_track=None, inset
     and matched to each frame by time. `span` = (start, duration) cuts the source's sound and
     inset to a segment. Times given are on the source's clock; the output starts at zero.
     """
-    from vae.probe import span_args
     offset = 10.0  # seconds added to every time in the pipe, taken off again by -itsoffset: no time is below zero
     ow, oh = out_size
     ow, oh = ow - ow % 2, oh - oh % 2

@@ -47,7 +47,7 @@ def check_request(options, models_dir, look):
     """Everything about a live run that needs no TensorFlow (cf. mogrify.check_request): the
     input and output, the options a live run has not, the models folder, the --style and
     --source names. Returns (safety.read_models_folder's answer, the sources)."""
-    from vae import latent, mogrify, safety
+    from vae import mogrify
     for name in options.unavailable:
         raise UserError(f"{name} is not available live" + (" (the whole frame is rendered)" if name == "--crop" else ""))
     if options.reconnect is None or not options.reconnect >= 0:
@@ -63,10 +63,7 @@ def check_request(options, models_dir, look):
             raise UserError(f"{options.output}: its folder does not exist")
         if not live_input and os.path.abspath(options.input) == os.path.abspath(options.output):
             raise UserError(f"{options.output}: that is the input; give another output name")
-    found = safety.read_models_folder(models_dir)
-    mogrify.check_look(models_dir, found[0], look)
-    known = latent.load_embeddings(models_dir, found[0]["codes"])
-    latent.style_weights(known, look.styles)  # refuses unknown names before TensorFlow starts
+    found, known = mogrify.check_models(models_dir, look)
     if options.source is not None and options.source not in known:
         raise UserError(f"unknown --source {options.source!r}; known sources: {', '.join(sorted(known))}")
     return found, known

@@ -423,13 +423,21 @@ def check_request(input_path, output_path, models_dir, look, options=VideoOption
         check_still(input_path, output_path)
     else:
         meta = check_video(input_path, output_path, options)
+    found, sources = check_models(models_dir, look)
+    if os.path.isfile(measures.tiles_path(models_dir)):
+        safety.check_tiles(measures.tiles_path(models_dir), list(sources))
+    return Request(found, sources, meta)
+
+
+def check_models(models_dir, look):
+    """The models folder's JSON files (model.json, and embeddings.json against its code count),
+    the options only a spatial model has, and the --style names against the sources, for a file's
+    run and a live one alike. Returns (safety.read_models_folder's answer, the sources)."""
     found = safety.read_models_folder(models_dir)
     check_look(models_dir, found[0], look)
     sources = latent.load_embeddings(models_dir, found[0]["codes"])
     latent.style_weights(sources, look.styles)  # refuses unknown names now; the Session mixes them once
-    if os.path.isfile(measures.tiles_path(models_dir)):
-        safety.check_tiles(measures.tiles_path(models_dir), list(sources))
-    return Request(found, sources, meta)
+    return found, sources
 
 
 def check_look(models_dir, meta, look):
