@@ -87,12 +87,12 @@ def end(run, *helpers):
     return stdout
 
 
-def assert_input_pictures(path, at_least=2 * FPS, repeats=False):
+def assert_input_pictures(path, run, at_least=2 * FPS, repeats=False):
     """The recording holds the input's own pictures, at its size, in the order sent: a frame may be
     dropped (a busy CPU), never sent back in time, nor repeated (unless `repeats`: a camera reader
-    may see a frame twice)."""
+    may see a frame twice). What the run said is shown when too few came."""
     frames = timed_frames(path)
-    assert len(frames) >= at_least, len(frames)
+    assert len(frames) >= at_least, (len(frames), run.stderr)
     numbers = indices([f.image for f in frames])
     known = [n for n in numbers if n is not None]
     assert len(known) >= 0.95 * len(frames), numbers
@@ -125,7 +125,7 @@ def test_srt_listener_waits_for_its_caller(evaluated, tmp_path):
         for proc in (run.proc, sender):
             if proc:
                 proc.kill()
-    assert_input_pictures(out)
+    assert_input_pictures(out, run)
     assert probe.probe(str(out)).has_audio
 
 
@@ -139,7 +139,7 @@ def test_srt_caller_in_and_tcp_out(evaluated, tmp_path):
     time.sleep(0.5)  # both listening
     run = styled_run(f"srt://127.0.0.1:{port_in}", f"tcp://127.0.0.1:{port_out}", evaluated["models"])
     end(run, server, player)
-    assert_input_pictures(received)
+    assert_input_pictures(received, run)
     assert probe.probe(str(received)).has_audio
 
 
@@ -166,7 +166,7 @@ def test_tcp_listener_in_and_srt_out(evaluated, tmp_path):
         for proc in (run.proc, player, mute, sender):
             if proc:
                 proc.kill()
-    assert_input_pictures(received)
+    assert_input_pictures(received, run)
     assert not probe.probe(str(received)).has_audio  # listening for the picture alone, as it said
 
 
@@ -182,7 +182,7 @@ def test_rtmp_in_from_a_server_and_rtmp_out_to_a_server(evaluated, tmp_path):
     run = styled_run(f"rtmp://127.0.0.1:{port_in}/live/in", f"rtmp://127.0.0.1:{port_out}/live/out",
                      evaluated["models"])
     end(run, source, service)
-    assert_input_pictures(received)
+    assert_input_pictures(received, run)
     assert probe.probe(str(received)).has_audio
 
 
@@ -213,7 +213,7 @@ def test_hls_in_over_http(evaluated, tmp_path):
         for proc in (encoder, server):
             proc.kill()
             proc.wait()
-    assert_input_pictures(out)
+    assert_input_pictures(out, run)
     assert probe.probe(str(out)).has_audio
 
 
@@ -231,7 +231,7 @@ def test_calling_a_tcp_server_or_taking_rtp(evaluated, tmp_path, scheme):
         sender = camera(f"rtp://127.0.0.1:{port}", fmt="rtp_mpegts")
     run = styled_run(f"{scheme}://127.0.0.1:{port}", out, evaluated["models"])
     end(run, sender)
-    assert_input_pictures(out)
+    assert_input_pictures(out, run)
     assert probe.probe(str(out)).has_audio
 
 
@@ -282,7 +282,7 @@ def test_v4l2_out_is_a_virtual_camera_that_a_reader_sees(evaluated, tmp_path):
         for proc in (sender, run.proc, viewer):
             if proc:
                 proc.kill()
-    assert_input_pictures(received, at_least=FPS, repeats=True)
+    assert_input_pictures(received, run, at_least=FPS, repeats=True)
 
 
 def test_ctrl_c_while_a_listener_waits_ends_its_ffmpeg(evaluated, tmp_path):

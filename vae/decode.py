@@ -234,15 +234,23 @@ class Connection:
                 full = ffmpeg.read_exactly(self.full_stream, (self.full_size[1], self.full_size[0], 3))
                 if full is None:
                     return
-            try:  # ffmpeg prints a frame's showinfo line before it writes the frame
-                stamp = self.log.stamps.get(timeout=1)
-            except queue.Empty:
-                return
+            stamp = self._stamp()
             if stamp is None:
                 return
             pts, duration = stamp
             yield image, pts, duration, full
             wait = stall_seconds
+
+    def _stamp(self):
+        """The frame's time and duration. ffmpeg prints a frame's showinfo line before it writes the
+        frame, so it comes once the log's thread has run, however long the interpreter kept it
+        waiting (TensorFlow's import holds it for seconds); None when ffmpeg's stderr ended or we stop."""
+        while not self.stopping.is_set():
+            try:
+                return self.log.stamps.get(timeout=0.2)
+            except queue.Empty:
+                pass
+        return None
 
     def close(self):
         self.closed = True

@@ -9,6 +9,7 @@ batch waiting and drops the oldest frame when the models fall behind. Decoding r
 of its own (ffmpeg's pipes release the GIL), ahead of the models. A new way in is one class here.
 """
 import collections
+import math
 import re
 import threading
 import time
@@ -188,8 +189,11 @@ class LiveSource:
         the input's error (one line) when it cannot be opened."""
         until = None if seconds is None else time.monotonic() + seconds
         while not self.ready.wait(0.05):
-            if self.producer.ended or not self.producer.thread.is_alive() or self.producer.queue.qsize():
-                self.producer.take(1, timeout=0.05)  # raises the thread's error, if that is what came
+            if not self.producer.thread.is_alive() or self.producer.queue.qsize():
+                if self.ready.is_set():  # the first frame came meanwhile: it is the run's, not ours to take
+                    break
+                # No frame came before it, so what waits is the thread's error (raised here) or its end.
+                self.producer.take(1, timeout=0.05)
                 if self.producer.ended:
                     raise UserError(f"{self.text}: the input ended before its first frame")
             if until is not None and time.monotonic() > until:
@@ -244,7 +248,9 @@ class LiveSource:
                 wait = max(0.5, lost_at + self.reconnect - time.monotonic())
             got = 0
             try:
-                for image, pts, duration, full in connection.frames(wait, STALL_SECONDS):
+                # A file does not drop out: a pause in it is a busy machine, and it ends at its end.
+                stall = math.inf if self.rehearsal else STALL_SECONDS
+                for image, pts, duration, full in connection.frames(wait, stall):
                     arrived = time.monotonic()
                     if got == 0:
                         connection.offset = self._offset(pts, arrived, anchor, last)
