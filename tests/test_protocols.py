@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_error_before_tensorflow
+from rtsp_server import RtspServer
 from test_live import FPS, H, PATTERN, SOUND, W, Live, free_port, indices, pattern, send, timed_frames
 from vae import ffmpeg, probe, sources
 
@@ -231,6 +232,24 @@ def test_calling_a_tcp_server_or_taking_rtp(evaluated, tmp_path, scheme):
         sender = camera(f"rtp://127.0.0.1:{port}", fmt="rtp_mpegts")
     run = styled_run(f"{scheme}://127.0.0.1:{port}", out, evaluated["models"])
     end(run, sender)
+    assert_input_pictures(out, run)
+    assert probe.probe(str(out)).has_audio
+
+
+@pytest.mark.slow
+def test_rtsp_in_from_a_server(evaluated, tmp_path):
+    """rtsp read from a server, as from an IP camera or MediaMTX: a minimal server in the test
+    relays the encoder's MPEG-TS over RTP to the run, interleaved on the RTSP connection (TCP)."""
+    port, rtp_port = tcp_port(), free_port()
+    server = RtspServer(port, rtp_port)
+    sender = camera(f"rtp://127.0.0.1:{rtp_port}", fmt="rtp_mpegts")
+    out = tmp_path / "show.ts"
+    try:
+        run = styled_run(f"rtsp://127.0.0.1:{port}/live", out, evaluated["models"])
+        end(run, sender)
+    finally:
+        server.close()
+    assert server.requests[:4] == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"], server.requests
     assert_input_pictures(out, run)
     assert probe.probe(str(out)).has_audio
 
