@@ -4,6 +4,7 @@
     python bench/benchmark.py [--json bench/results.json] [--size 320x180] [--quick]
     python bench/benchmark.py --live   # 60 s of a 640x360 udp stream through mogrify_video.py --live
     python bench/benchmark.py --startup   # live start-up beside `import tensorflow`; mogrify plain and --detail 1
+    python bench/benchmark.py --render   # mogrify end to end against the batched rate, plain and --detail 1
 
 Figures are ratios to what the same machine does in the same run (float32 matmul FLOP/s,
 batched model frames/s, ffmpeg's own decode time), so they mean something on a shared box.
@@ -336,16 +337,16 @@ def export_untrained(folder, height, width):
     return flops
 
 
-def inference_rate(models, batch, calls, detail=0.0, size=None):
+def inference_rate(models, batch, calls, detail=0.0, size=None, repeats=3):
     """Frames/s of the batched model step alone (with detail, each frame is rendered twice), on
-    tiles or, for a spatial model, on frames of `size`."""
+    tiles or, for a spatial model, on frames of `size`: the best of `repeats` warm runs."""
     width, height = size or (models.width, models.height)
     frames = tf.cast(tf.random.uniform([batch, height, width, 3], maxval=255), tf.uint8)
     zeros = np.zeros(models.codes, np.float32)
     render = mogrify.make_render(models, detail)
     strength = tf.fill([batch], 0.5)
     return best_rate(lambda: [render(frames, strength, strength, zeros, zeros, 0.0)[0].numpy() for _ in range(calls)],
-                     batch * calls)
+                     batch * calls, repeats)
 
 
 def fake_sources(codes, stem):
@@ -529,23 +530,38 @@ def measure_startup(results, work, repeats, say):
           f"{tf_import:.2f} s: {start - tf_import:.2f} s after TensorFlow (target at most 2.00), median of {repeats}")
 
 
-def measure_render(results, width, height, work, quick, say):
-    """mogrify end to end against the batched model rate, plain and with --detail 1, side by side."""
+def measure_render(results, width, height, work, quick, say, rounds=5):
+    """mogrify end to end against the batched model rate, plain and with --detail 1: the two
+    alternated `rounds` times, each rate pooled over its rounds (all frames over all seconds).
+    This machine's speed drifts by a tenth from minute to minute (the batched rate alone went
+    from 2.6 to 3.3 frames/s in one run), so a share taken from one run of each, or best-of-n
+    against a single run, moved by as much as the gap it was to show."""
     models_dir = os.path.join(work, "models")
     if not os.path.isdir(models_dir):
         export_untrained(models_dir, height, width)
     models = export.Models(models_dir, need_refiner=True)
-    frames = 100 if quick else 400
+    frames = 100 if quick else 200
     clip = synthetic.write_video(os.path.join(work, "render.mp4"), width=1280, height=720, frames=frames)
-    calls = 4 if quick else 8
+    calls = 2 if quick else 4
     for detail, key in ((0.0, "plain"), (1.0, "detail")):
-        say(f"mogrify {key} ...")
-        batched = inference_rate(models, batch=16, calls=calls, detail=detail)
-        rate, _ = mogrify_rate(models, clip, os.path.join(work, f"{key}.mp4"), 16, detail=detail)
-        results[f"render_{key}"] = {"batched_frames_per_s": round(batched, 1), "end_to_end_frames_per_s": round(rate, 1),
-                                    "share_of_batched": round(rate / batched, 3)}
-        print(f"mogrify {key} at 1280x720 through a {width}x{height} model: {rate:.1f} frames/s end to end, "
-              f"{batched:.1f} batched: {rate / batched:.2f} of it")
+        inference_rate(models, batch=16, calls=1, detail=detail, repeats=1)  # traced and warm
+        batched, end_to_end = [], []
+        for round_ in range(rounds):
+            say(f"mogrify {key}, round {round_ + 1} of {rounds} ...")
+            batched.append(inference_rate(models, batch=16, calls=calls, detail=detail, repeats=1))
+            end_to_end.append(mogrify_rate(models, clip, os.path.join(work, f"{key}.mp4"), 16, detail=detail)[0])
+        # Pooled: every round's frames over every round's seconds, for each side.
+        batched_rate = rounds * 16 * calls / sum(16 * calls / r for r in batched)
+        rate = rounds * frames / sum(frames / r for r in end_to_end)
+        shares = [e / b for b, e in zip(batched, end_to_end)]
+        results[f"render_{key}"] = {"batched_frames_per_s": round(batched_rate, 2),
+                                    "end_to_end_frames_per_s": round(rate, 2),
+                                    "share_of_batched": round(rate / batched_rate, 3),
+                                    "round_shares": [round(v, 3) for v in shares],
+                                    "rounds": [[round(b, 2), round(e, 2)] for b, e in zip(batched, end_to_end)]}
+        print(f"mogrify {key} at 1280x720 through a {width}x{height} model: {rate:.2f} frames/s end to end, "
+              f"{batched_rate:.2f} batched, pooled over {rounds} alternated rounds: {rate / batched_rate:.2f} of it "
+              f"(rounds {min(shares):.2f} to {max(shares):.2f})")
 
 
 def print_live(f, tile):
@@ -568,6 +584,9 @@ def main():
     p.add_argument("--startup", action="store_true",
                    help="measure only the live start-up (command to first styled frame) beside `import tensorflow`, "
                         "and mogrify's end-to-end share of the batched rate, plain and --detail 1 (merged into --json)")
+    p.add_argument("--render", action="store_true",
+                   help="measure only mogrify's end-to-end share of the batched rate, plain and --detail 1, in "
+                        "alternated rounds (merged into --json)")
     p.add_argument("--live", action="store_true",
                    help="measure only live rendering: a 640x360 stream over udp for 60 s through a demo-size (64x36) "
                         "model (and merge into --json)")
@@ -579,8 +598,9 @@ def main():
     work = tempfile.mkdtemp(prefix="vae-bench.")
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
 
-    if args.startup:
-        measure_startup(results, work, 3 if args.quick else 5, say)
+    if args.startup or args.render:
+        if args.startup:
+            measure_startup(results, work, 3 if args.quick else 5, say)
         measure_render(results, width, height, work, args.quick, say)
         merge_json(args.json, results)
         return

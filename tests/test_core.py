@@ -35,6 +35,8 @@ def test_a_model_kind_in_its_own_module_trains_resumes_and_exports(tmp_path, til
     config = json.loads((logdir / "config.json").read_text())
     assert config["model"] == "toy" and config["kind_module"] == "toy_kind"
     assert config["codes"] == 8 and config["noise"] == 0.0
+    # The run's own settings are recorded beside the kind's (vae/run_config.py's RunConfig).
+    assert (config["steps"], config["batch_size"], config["save_every"], config["learning_rate"]) == (6, 8, 3, 1e-3)
     # Resumed with a setting that may change (--noise) and none of the others repeated.
     result = run_script("tests/train_toy.py", "--data", data, "--logdir", logdir, "--steps", 9, "--batch-size", 8,
                         "--noise", 0.05, "--log-every", 1)

@@ -207,4 +207,18 @@ def test_training_refuses_bad_input_before_tensorflow(tmp_path, tiles, exported)
     (tmp_path / "notes.tfrecord.gz").write_text("not records")
     assert_error_before_tensorflow("train_vae.py", "--data", tmp_path / "notes.tfrecord.gz", "--logdir",
                                    tmp_path / "l", "--steps", 5, fragments=["notes.tfrecord.gz", "gzip"])
+    # The run's settings are bounded where they are declared (vae/run_config.py), as a kind's are.
+    for option, value, fragment in (("--steps", 0, "--steps must be at least 1"),
+                                    ("--batch-size", 0, "--batch-size must be at least 1"),
+                                    ("--learning-rate", 0, "--learning-rate must be above 0"),
+                                    ("--save-every", 0, "--save-every must be at least 1"),
+                                    ("--cache-gb", -1, "--cache-gb must be at least 0"),
+                                    ("--kl-weight", -1, "--kl-weight must be at least 0")):
+        arguments = ["--steps", 5, option, value] if option != "--steps" else [option, value]
+        assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", tmp_path / "l", *arguments,
+                                       fragments=[fragment])
+    # A setting of the style refiner given to the plain one (no --style) is refused, not ignored.
+    assert_error_before_tensorflow("train_refiner.py", "--data", data, "--models", exported["models"], "--logdir",
+                                   tmp_path / "r", "--steps", 5, "--disc-filters", 8,
+                                   fragments=["--disc-filters", "style_refiner"])
     assert not (tmp_path / "l").exists() and not (tmp_path / "e").exists()

@@ -24,7 +24,9 @@ class Toy(configs.Kind):
     config_class = ToyConfig
     exports = ("encoder", "decoder")
 
-    def default_learning_rate(self, args, config):
+    learning_rate_help = "1e-3"
+
+    def default_learning_rate(self, given, stored):
         return 1e-3
 
     def spec(self):
@@ -57,7 +59,7 @@ class ToySpec(kinds.Spec):
     def preview(self, models, samples):
         return [samples, models["model"](samples)]
 
-    def describe(self, config, args):
+    def describe(self, config, plan):
         return f"a toy of {config.codes} codes"
 
     def saved_models(self, networks, config):

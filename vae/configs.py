@@ -2,8 +2,9 @@
 
 Each setting is declared once, as a field of a config dataclass made with `setting()`: its
 command-line option (`--name-with-dashes`), its help, its lower bound and whether it shapes the
-checkpoint come from that one line, and so do `Kind.add_options`, `Kind.configure` and the
-checks of config.json. A model type is a `Kind` (config.json's "model" name, its config class,
+checkpoint come from that one line, and so do the options (`add_options`), their checks
+(`given`) and the checks of config.json. A run's own settings (vae/run_config.py) are declared
+the same way. A model type is a `Kind` (config.json's "model" name, its config class,
 and `spec()`, which makes its training Spec), defined in a module of its own that vae/kinds
 finds by that name. Nothing here imports TensorFlow: scripts refuse a wrong command line or
 --logdir before its seconds of start-up.
@@ -17,11 +18,12 @@ from vae.cli import UserError
 DEFAULT_LEARNING_RATE = 2e-4  # Adam's rate for a kind that names none of its own (the original VAE's)
 
 
-def setting(default, help, *, architecture=False, low=None, choices=None, option=True, metavar=None):
+def setting(default, help, *, architecture=False, low=None, above=None, choices=None, option=True, metavar=None):
     """A config field that is also a command-line option. `architecture`: it shapes the
-    checkpoint, so a resumed run must keep it; `low`: the smallest allowed value. A tuple of
-    texts is a repeatable option."""
-    return dataclasses.field(default=default, metadata=dict(help=help, architecture=architecture, low=low,
+    checkpoint, so a resumed run must keep it; `low`: the smallest allowed value; `above`: a
+    value it must exceed. A tuple of texts is a repeatable option, a bool a flag, and a
+    setting without a default (dataclasses.MISSING) a required option."""
+    return dataclasses.field(default=default, metadata=dict(help=help, architecture=architecture, low=low, above=above,
                                                             choices=choices, option=option, metavar=metavar))
 
 
@@ -34,12 +36,63 @@ def option_name(field):
     return "--" + field.name.replace("_", "-")
 
 
+def settings(config_class):
+    """The fields of a config class that are command-line options."""
+    return [f for f in dataclasses.fields(config_class) if f.metadata.get("option")]
+
+
+def add_options(parser, fields, unset_is_none=True, help_defaults=None):
+    """One option per setting field, each declared once: a field of a shared base class (the two
+    refiners' common settings) is added once, and two declarations of one name are a bug.
+    `unset_is_none`: an option not given reads None (a resumed run then keeps its stored
+    value); otherwise it reads the field's default. `help_defaults`: {name: text} for a default
+    that depends on something else (the latent kind's learning rate)."""
+    added = getattr(parser, "_settings", {})
+    parser._settings = added
+    for field in fields:
+        if field.name in added:
+            if added[field.name] is not field:
+                raise TypeError(f"{option_name(field)} is declared twice; declare it once, in a shared config class")
+            continue
+        added[field.name] = field
+        required = field.default is dataclasses.MISSING
+        help = field.metadata["help"]
+        if help_defaults and field.name in help_defaults:
+            help += f" (default: {help_defaults[field.name]})"
+        elif unset_is_none and field.default not in ((), None, False) and not required and "(default" not in help:
+            help += f" (default: {field.default})"
+        default = None if (unset_is_none or required) else field.default
+        if field.type is bool:
+            parser.add_argument(option_name(field), action="store_true", default=default, help=help)
+            continue
+        kind = dict(action="append") if field.type is tuple else dict(type=field.type)
+        parser.add_argument(option_name(field), default=default, required=required, choices=field.metadata["choices"],
+                            metavar=field.metadata["metavar"], help=help, **kind)
+
+
+def given(fields, args):
+    """{name: value} of the settings the command line gave (not None), each checked against its bounds."""
+    values = {}
+    for field in fields:
+        value = getattr(args, field.name, None)
+        if value is None:
+            continue
+        low, above = field.metadata["low"], field.metadata["above"]
+        if low is not None and value < low:
+            raise UserError(f"{option_name(field)} must be at least {low}")
+        if above is not None and value <= above:
+            raise UserError(f"{option_name(field)} must be above {above}")
+        values[field.name] = tuple(value) if field.type is tuple else value
+    return values
+
+
 class Kind:
     """A model type as config.json knows it. A kind module (vae/kinds) subclasses it, sets the
     names below and `spec()`; everything else comes from the config class's fields."""
     name = ""            # config.json's "model", and the name of its module in vae/kinds
     config_class = None  # a dataclass of fixed() and setting() fields: all that rebuilds the model
     exports = ()         # the SavedModels export_graphs.py writes from it: "encoder", "decoder", "refiner"
+    learning_rate_help = str(DEFAULT_LEARNING_RATE)  # its default learning rate, as --help says it
 
     def spec(self):
         """A new kinds.Spec of this kind for one run or export: its networks, step and exports.
@@ -52,42 +105,21 @@ class Kind:
         return tuple(f.name for f in dataclasses.fields(self.config_class) if f.metadata.get("architecture"))
 
     def settings(self):
-        return [f for f in dataclasses.fields(self.config_class) if f.metadata.get("option")]
+        return settings(self.config_class)
 
-    def add_options(self, parser):
-        """One option per setting. Its default is None ("not given"): a new run takes the
-        field's default, a resumed one keeps what it was trained with."""
-        for field in self.settings():
-            if option_name(field) in parser._option_string_actions:
-                continue  # a kind sharing a setting of another on one command line (train_refiner.py)
-            shown = field.default not in ((), None) and "(default" not in field.metadata["help"]
-            default = f" (default: {field.default})" if shown else ""
-            repeated = dict(action="append") if field.type is tuple else dict(type=field.type)
-            parser.add_argument(option_name(field), default=None, choices=field.metadata["choices"],
-                                metavar=field.metadata["metavar"], help=field.metadata["help"] + default,
-                                **repeated)
-
-    def configure(self, args, config):
+    def configure(self, given, config, plan):
         """`config` (the stored one, or a fresh one at the data's tile size) with the settings the
-        command line gives, each checked against its bound."""
-        given = {}
-        for field in self.settings():
-            value = getattr(args, field.name, None)
-            if value is None:
-                continue
-            low = field.metadata["low"]
-            if low is not None and value < low:
-                raise UserError(f"{option_name(field)} must be at least {low}")
-            given[field.name] = tuple(value) if field.type is tuple else value
+        command line gave (`given`, checked against their bounds); `plan` is the run's
+        (run_config.Plan: the models folder a refiner trains against, ...)."""
         return self.complete(dataclasses.replace(config, **given))
 
-    def refuse_others(self, args, kinds):
+    def refuse_others(self, given, kinds):
         """A command line shared by several kinds (train_refiner.py) must not give a setting of
         another kind that this one lacks."""
         mine = {f.name for f in self.settings()}
         for other in kinds:
             for field in other.settings():
-                if field.name not in mine and getattr(args, field.name, None) is not None:
+                if field.name not in mine and field.name in given:
                     raise UserError(f"{option_name(field)} is a setting of the {other.name} run, not of "
                                     f"the {self.name} run this command line asks for")
 
@@ -95,15 +127,10 @@ class Kind:
         """Settings whose default depends on others; the config itself by default."""
         return config
 
-    def default_learning_rate(self, args, config):
+    def default_learning_rate(self, given, stored):
+        """The rate without --learning-rate: `given` the command line's settings, `stored` the
+        resumed run's config (so that a resumed spatial run keeps the spatial default) or None."""
         return DEFAULT_LEARNING_RATE
-
-    def learning_rate(self, args, config=None):
-        """--learning-rate, or else the kind's default (`config`: the stored run's when resuming, so
-        a resumed spatial run keeps the spatial default; None for a new run)."""
-        if args.learning_rate is not None:
-            return args.learning_rate
-        return self.default_learning_rate(args, config)
 
 
 def config_path(logdir):
@@ -161,39 +188,7 @@ def load_config(logdir, kind):
     return config_from_json(kind.config_class, stored, path)
 
 
-def run_config(kind, args, width=None, height=None):
-    """The config of this run; on resume the stored one, with what the command line may change,
-    refused if that changes the architecture. Without the data's tile size (a script checking
-    before TensorFlow reads the records) only the command line's settings are compared, and a
-    new run gives None."""
-    path = config_path(args.logdir)
-    if not os.path.isfile(path):
-        if width is None:
-            kind.configure(args, kind.config_class(width=1, height=1))  # only to check the bounds
-            return None
-        return kind.configure(args, kind.config_class(width=width, height=height))
-    stored = load_config(args.logdir, kind)
-    size = {} if width is None else dict(width=width, height=height)
-    config = kind.configure(args, dataclasses.replace(stored, **size))
-    for name in kind.architecture:
-        if getattr(stored, name) != getattr(config, name):
-            raise UserError(f"{args.logdir} holds a run with {name}={getattr(stored, name)}, not "
-                            f"{getattr(config, name)}; use another --logdir")
-    return config
-
-
 def run_data(logdir):
     """The record files a run last trained on (its config.json's `data`)."""
     data = read_stored(logdir)[1].get("data")
     return [path for path in data if isinstance(path, str)] if isinstance(data, list) else []
-
-
-def save_config(kind, config, args, files, notes, kind_module=None):
-    """config.json: the kind's name and config, the Spec's `notes` (facts of the run) and, for a
-    kind outside vae/kinds, `kind_module`: the module that export_graphs.py imports to find it."""
-    where = {"kind_module": kind_module} if kind_module else {}
-    with open(config_path(args.logdir) + ".tmp", "w") as f:
-        json.dump({"model": kind.name, **where, **dataclasses.asdict(config), **notes, "batch_size": args.batch_size,
-                   "learning_rate": args.learning_rate, "seed": args.seed,
-                   "data": [os.path.abspath(path) for path in files]}, f, indent=2)  # export reads their manifests
-    os.replace(config_path(args.logdir) + ".tmp", config_path(args.logdir))

@@ -205,8 +205,8 @@ class Spec(kinds.Spec):
     def networks(self, config):
         return {"model": build_vae(config)}
 
-    def build(self, config, args):
-        return {"model": build_vae(config, seed=args.seed)}
+    def build(self, config, plan):
+        return {"model": build_vae(config, seed=plan.run.seed)}
 
     def losses(self, vae, tiles, config, state):
         mean, log_var = vae.encoder(tiles, training=True)
@@ -222,7 +222,7 @@ class Spec(kinds.Spec):
     def preview(self, models, samples):
         return [samples, models["model"].reconstruct(samples)]
 
-    def describe(self, config, args):
+    def describe(self, config, plan):
         if config.latent == "spatial":
             return (f"a spatial VAE (a map of {config.codes} channels at 1/{config.downsample} of the size, "
                     f"filters {'-'.join(map(str, config.filters))})")

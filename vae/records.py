@@ -180,54 +180,6 @@ def parse_batch(serialized, size):
             "kind": parsed["kind"], "index": parsed["index"]}
 
 
-class Damaged(Exception):
-    """A record file that stops being readable part way: `count` records precede the damage."""
-
-    def __init__(self, path, count, reason):
-        super().__init__(f"{path}: truncated or corrupt after {count} records ({reason})")
-        self.path, self.count = path, count
-
-
-def read_records(path, chunk=1 << 20):
-    """Yield the serialized records of a gzip TFRecord file in order, checking every CRC;
-    raise Damaged where the file stops being readable.
-
-    Plain Python and zlib, without TensorFlow's start-up: for the few records previews need.
-    """
-    count, buffer = 0, bytearray()
-    inflater = zlib.decompressobj(31)  # 31: a gzip header and trailer around the deflate stream
-    with open(path, "rb") as f:
-        while True:
-            data = f.read(chunk)
-            end = not data
-            try:
-                while data:
-                    buffer += inflater.decompress(data)
-                    data = b""
-                    if inflater.eof and inflater.unused_data:  # a further gzip member
-                        data, inflater = inflater.unused_data, zlib.decompressobj(31)
-            except zlib.error as e:
-                raise Damaged(path, count, f"gzip: {e}")
-            at = 0
-            while len(buffer) - at >= 12:
-                length, length_crc = struct.unpack_from("<QI", buffer, at)
-                if length_crc != _masked_crc(bytes(buffer[at:at + 8])):
-                    raise Damaged(path, count, "bad length checksum")
-                if len(buffer) - at < 16 + length:
-                    break
-                record = bytes(buffer[at + 12:at + 12 + length])
-                if struct.unpack_from("<I", buffer, at + 12 + length)[0] != _masked_crc(record):
-                    raise Damaged(path, count, "bad record checksum")
-                at += 16 + length
-                count += 1
-                yield record
-            del buffer[:at]
-            if end:
-                if buffer or not inflater.eof:
-                    raise Damaged(path, count, "the file ends inside a record" if buffer else "the gzip stream is cut")
-                return
-
-
 def manifest_counts(files):
     """Tiles per file from the manifests beside them (None where a file has none): start-up
     reads no records to count them."""

@@ -83,10 +83,10 @@ class Spec(kinds.Spec):
     def networks(self, config):
         return {"model": build_refiner(config, any_size=config.latent == "spatial")}
 
-    def build(self, config, args):
-        self.vae = export.Models(args.models, unsafe=args.unsafe_models)
+    def build(self, config, plan):
+        self.vae = export.Models(plan.models, unsafe=plan.unsafe_models, found=plan.found_models)
         self.vae.check_tile_size((config.width, config.height))
-        self.notes = {"models": args.models, "vae_step": self.vae.meta.get("vae_step")}
+        self.notes = {"models": plan.models, "vae_step": self.vae.meta.get("vae_step")}
         return self.networks(config)
 
     def vae_output(self, tiles):
@@ -107,9 +107,9 @@ class Spec(kinds.Spec):
         blurry = self.vae_output(samples)
         return [samples, blurry, models["model"](blurry, training=False)]
 
-    def describe(self, config, args):
+    def describe(self, config, plan):
         kind = ", any size" if config.latent == "spatial" else ""
-        return f"the refiner against {args.models}{kind}, {config.identity_steps} identity steps first,"
+        return f"the refiner against {plan.models}{kind}, {config.identity_steps} identity steps first,"
 
     def saved_models(self, networks, config):
         shape = (None, None, 3) if config.latent == "spatial" else (config.height, config.width, 3)

@@ -107,21 +107,21 @@ class Spec(kinds.Spec):
     def networks(self, config):
         return {"model": build_generator(config, any_size=config.latent == "spatial")}
 
-    def build(self, config, args):
-        self.vae = export.Models(args.models, unsafe=args.unsafe_models)
+    def build(self, config, plan):
+        self.vae = export.Models(plan.models, unsafe=plan.unsafe_models, found=plan.found_models)
         self.vae.check_tile_size((config.width, config.height))
-        sources = latent.load_embeddings(args.models, self.vae.codes)
+        sources = latent.load_embeddings(plan.models, self.vae.codes)
         self.style_label, style_mean, _ = latent.mix_styles(sources, list(config.style))
         self.style_sources = [latent.parse_style(text, sources)[0] for text in config.style]
         self.video_sources = [n for n, e in sources.items() if e["kind"] == "video" and n not in self.style_sources]
         if not self.video_sources:
-            raise UserError(f"{args.models}/embeddings.json has no video source to learn the renders from")
+            raise UserError(f"{plan.models}/embeddings.json has no video source to learn the renders from")
         counts = np.array([sources[n]["count"] for n in self.video_sources], np.float64)
         means = np.array([sources[n]["mean"] for n in self.video_sources], np.float64)
         # mogrify takes a clip's own mean; over training tiles of several clips, their average.
         self.video_mean = tf.constant((counts[:, None] * means).sum(0) / counts.sum(), tf.float32)
         self.style_mean = tf.constant(style_mean, tf.float32)
-        self.notes = {"models": args.models, "vae_step": self.vae.meta.get("vae_step"),
+        self.notes = {"models": plan.models, "vae_step": self.vae.meta.get("vae_step"),
                       "style_label": self.style_label}
         self.config = config
         if config.texture_weight > 0 and self.texture_levels == 1 and config.texture_layout_weight == 0:
@@ -131,16 +131,17 @@ class Spec(kinds.Spec):
         # weight 0), so that a run may resume with it on.
         return {**self.networks(config), "discriminator": build_discriminator(config)}
 
-    def optimizers(self, models, config, args):
+    def optimizers(self, models, config, plan):
         # beta_1 0.5, as GANs since DCGAN: momentum that remembers less of a moving target.
-        return {"model": keras.optimizers.Adam(args.learning_rate, beta_1=0.5),
+        return {"model": keras.optimizers.Adam(plan.run.learning_rate, beta_1=0.5),
                 "discriminator": keras.optimizers.Adam(config.disc_learning_rate, beta_1=0.5)}
 
-    def dataset(self, files, size, args, config):
+    def dataset(self, plan, size, config):
         """Pairs of batches: video tiles (to render and refine) and the style's tiles (real)."""
-        video = records.training_dataset(files, size, args.batch_size, seed=args.seed, cache_gb=args.cache_gb,
+        run = plan.run
+        video = records.training_dataset(plan.files, size, run.batch_size, seed=run.seed, cache_gb=run.cache_gb,
                                          sources=self.video_sources)
-        style = records.training_dataset(files, size, args.batch_size, seed=args.seed + 1, cache_gb=args.cache_gb,
+        style = records.training_dataset(plan.files, size, run.batch_size, seed=run.seed + 1, cache_gb=run.cache_gb,
                                          sources=self.style_sources)
         return tf.data.Dataset.zip((video, style))
 
@@ -231,8 +232,8 @@ class Spec(kinds.Spec):
         shifted = self.shifted_render(tf.constant(samples), beta, self.config.alpha)
         return [samples, shifted, models["model"](shifted, training=False)]
 
-    def describe(self, config, args):
-        return (f"the style refiner toward {self.style_label!r} against {args.models}, "
+    def describe(self, config, plan):
+        return (f"the style refiner toward {self.style_label!r} against {plan.models}, "
                 f"{config.identity_steps} identity steps first,")
 
     def saved_models(self, networks, config):

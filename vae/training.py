@@ -9,6 +9,7 @@ stops at the total step asked for; SIGINT or SIGTERM saves a checkpoint at the s
 and exits; a non-finite loss stops the run without saving, so the last good checkpoint stays.
 """
 import contextlib
+import dataclasses
 import glob
 import json
 import os
@@ -24,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae import configs, device, encode, images, kinds, records
+from vae import device, encode, images, records
 from vae.cli import UserError, info, parked_stderr, progress
 
 
@@ -163,14 +164,10 @@ def sample_tiles(files, size, count=8, scan=256):
     """Fixed tiles for previews: among the first `scan` tiles (shuffled at extraction), the
     first ones of each source in turn. Stops quietly at damage, which training warns about."""
     serialized = []
-    for path in files:
-        try:
-            for record in records.read_records(path):
-                serialized.append(record)
-                if len(serialized) >= scan * (files.index(path) + 1) // len(files):
-                    break
-        except records.Damaged:
-            pass
+    for number, path in enumerate(files, 1):
+        wanted = scan * number // len(files) - len(serialized)
+        reader = tf.data.TFRecordDataset(path, compression_type=records.COMPRESSION).ignore_errors()
+        serialized += [record.numpy() for record in reader.take(max(wanted, 0))]
     batch = records.parse_batch(tf.constant(serialized), size)
     by_source = {}
     for image, source in zip(batch["image"].numpy(), batch["source"].numpy()):
@@ -373,43 +370,41 @@ def _all_finite(variables):
     return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables if v.dtype.is_floating])
 
 
-def learning_rates(args, optimizers):
-    """{model name: rate} asked for by this command line: --learning-rate for "model", and for
-    the others what the spec set from its config (the optimizers' initial rates)."""
-    return {name: args.learning_rate if name == "model" else float(optimizer.learning_rate.numpy())
+def learning_rates(plan, optimizers):
+    """{model name: rate} asked for by this run: its learning rate for "model", and for the
+    others what the spec set from its config (the optimizers' initial rates)."""
+    return {name: plan.run.learning_rate if name == "model" else float(optimizer.learning_rate.numpy())
             for name, optimizer in optimizers.items()}
 
 
-def run(args, kind):
-    """Train a new Spec of `kind` (a configs.Kind) on args.data until args.steps; returns the exit status."""
-    strategy = make_strategy(args.cpu_replicas)  # before any other TensorFlow op
+def run(plan):
+    """Train a new Spec of the plan's kind on its record files until its step count; returns the
+    exit status. `plan`: a run_config.Plan, checked before TensorFlow loaded."""
+    settings = plan.run
+    strategy = make_strategy(settings.cpu_replicas)  # before any other TensorFlow op
     chief = is_chief(strategy)
-    files = records.find_files(args.data)
-    width, height = records.tile_size(files)
-    config = configs.run_config(kind, args, width, height)
-    spec = kind.spec()
-    keras.utils.set_random_seed(args.seed)
-    set_precision(args.mixed_precision)
-    device.report(keras.mixed_precision.global_policy().name, args.xla, args.batch_size)
+    width, height = records.tile_size(plan.files)
+    config = plan.config(width, height)
+    spec = plan.kind.spec()
+    keras.utils.set_random_seed(settings.seed)
+    set_precision(settings.mixed_precision)
+    device.report(keras.mixed_precision.global_policy().name, settings.xla, settings.batch_size)
     with strategy.scope():
-        models = spec.build(config, args)
-        optimizers = spec.optimizers(models, config, args)
-        rates = learning_rates(args, optimizers)
-        state = TrainState(models, optimizers, seed=args.seed)
+        models = spec.build(config, plan)
+        optimizers = spec.optimizers(models, config, plan)
+        state = TrainState(models, optimizers, seed=settings.seed)
         trainer = Trainer(spec, state, config)
     if chief:
-        os.makedirs(args.logdir, exist_ok=True)
-        configs.save_config(kind, config, args, files, spec.notes, kinds.module_of(kind))
-    info(f"training {spec.describe(config, args)} on {width}x{height} tiles from {len(files)} file(s), "
-         f"{strategy.num_replicas_in_sync} replica(s)" + (", XLA" if args.xla else ""))
-    batches = spec.dataset(files, (width, height), args, config)
-    samples = sample_tiles(files, (width, height)) if chief else None
-    preview = Previews(args.logdir, lambda: spec.preview(state.models, samples))
+        os.makedirs(plan.logdir, exist_ok=True)
+        plan.save(config, spec.notes)
+    info(f"training {spec.describe(config, plan)} on {width}x{height} tiles from {len(plan.files)} file(s), "
+         f"{strategy.num_replicas_in_sync} replica(s)" + (", XLA" if settings.xla else ""))
+    samples = sample_tiles(plan.files, (width, height)) if chief else None
 
     def replica_step(tiles):
         return tf.cast(tf.logical_not(trainer.step(tiles)), tf.int32)  # 1 where a loss is not finite
 
-    replica_step = tf.function(replica_step, jit_compile=True) if args.xla else replica_step
+    replica_step = tf.function(replica_step, jit_compile=True) if settings.xla else replica_step
 
     @tf.function
     def distributed_step(tiles):
@@ -417,14 +412,18 @@ def run(args, kind):
         state.step.assign_add(1)
         state.bad_step.assign(tf.where((failed > 0) & (state.bad_step == 0), state.step, state.bad_step))
 
-    manager = checkpoint_manager(args.logdir, state.checkpoint, state.step, strategy, chief)
+    loop = Loop(plan, strategy, chief, state, trainer, distributed_step,
+                batches=spec.dataset(plan, (width, height), config),
+                manager=checkpoint_manager(plan.logdir, state.checkpoint, state.step, strategy, chief),
+                preview=Previews(plan.logdir, lambda: spec.preview(state.models, samples)),
+                rates=learning_rates(plan, optimizers))
     multi_worker = bool(os.environ.get("TF_CONFIG"))
     # A lost peer makes every collective print gRPC's errors from C++; the one line we print
     # below says what happened (--debug shows them).
-    quiet = parked_stderr(show_on_error=args.debug) if multi_worker else contextlib.nullcontext()
+    quiet = parked_stderr(show_on_error=plan.debug) if multi_worker else contextlib.nullcontext()
     try:
         with quiet:
-            return _loop(args, strategy, chief, state, rates, manager, trainer, batches, distributed_step, preview)
+            return loop.run()
     except tf.errors.OpError as e:
         if multi_worker and isinstance(e, (tf.errors.UnavailableError, tf.errors.CancelledError,
                                            tf.errors.DeadlineExceededError, tf.errors.InternalError,
@@ -433,70 +432,93 @@ def run(args, kind):
         raise
     finally:
         if not chief:  # its saves were only for the collective
-            shutil.rmtree(manager.directory, ignore_errors=True)
+            shutil.rmtree(loop.manager.directory, ignore_errors=True)
 
 
-def _loop(args, strategy, chief, state, rates, manager, trainer, batches, distributed_step, preview):
-    latest = tf.train.latest_checkpoint(os.path.join(args.logdir, "checkpoints"))
-    if latest:
-        restore(state.checkpoint, latest, args.logdir)
-        info(f"resumed from {latest} at step {int(state.step.numpy())}")
-    if os.environ.get("TF_CONFIG"):
-        take_chief_state(strategy, state.variables)
-    # The checkpoint restores the old rates; the ones asked for now win (e.g. lower after divergence).
-    state.set_learning_rates(rates)
-    start = int(state.step.numpy())
-    if start >= args.steps:
-        info(f"{args.logdir} is already at step {start} (asked for {args.steps}): nothing to do")
-        return 0
-    writer = tf.summary.create_file_writer(args.logdir) if chief else tf.summary.create_noop_writer()
-    device.write_summary(writer, start + 1)  # the run's device on record beside its curves
-    iterator = iter(strategy.experimental_distribute_dataset(batches))
-    window_steps, window_start = 0, time.perf_counter()
-    status = 0
+@dataclasses.dataclass
+class Loop:
+    """The steps of one run, from the latest checkpoint to the plan's step count: the parts
+    `run` put together, and what happens at each step (log, preview, save, stop)."""
+    plan: object
+    strategy: object
+    chief: bool
+    state: TrainState
+    trainer: Trainer
+    distributed_step: object
+    batches: object
+    manager: object
+    preview: object
+    rates: dict
 
-    def check_finite():
-        bad = int(state.bad_step.numpy())
+    def diverged_if_bad(self):
+        bad = int(self.state.bad_step.numpy())
         if bad:
-            diverged(args.logdir, f"the loss became non-finite at step {bad}")
+            diverged(self.plan.logdir, f"the loss became non-finite at step {bad}")
 
-    with StopRequest() as stop, progress(total=args.steps, desc="steps", unit="step") as bar:
-        bar.update(start)
-        for current in range(start + 1, args.steps + 1):
-            distributed_step(next(iterator))
-            window_steps += 1
-            bar.update(1)
-            stopping = stop.signum is not None  # read once: a signal may land mid-iteration
-            last = current == args.steps or stopping
-            log, show, save = (current % every == 0 or last
-                               for every in (args.log_every, args.preview_every, args.save_every))
-            if log or show or save:  # on every worker alike: the flag is the same on all
-                check_finite()
-            if log:
-                elapsed = time.perf_counter() - window_start
-                # The only place the losses come to the host: the trackers' means since the last log.
-                means = {m.name: float(m.result()) for m in trainer.metrics}
-                with writer.as_default(step=current):
-                    for name, value in {**means, **state.learning_rates()}.items():
-                        tf.summary.scalar(name, value, step=current)
-                    tf.summary.scalar("tiles_per_second", window_steps * args.batch_size / max(elapsed, 1e-9),
-                                      step=current)
-                for m in trainer.metrics:
-                    m.reset_state()
-                bar.set_postfix(loss=f"{means['loss']:.4g}", refresh=False)
-                window_steps, window_start = 0, time.perf_counter()
-            if chief and show:
-                preview(current, writer)
-            if save:
-                if not state.all_finite():
-                    diverged(args.logdir, f"the weights became non-finite at step {current}")
-                manager.save(checkpoint_number=current)
-            if stopping:
-                info(f"stopped at step {current}; checkpoint saved in {manager.directory}; "
-                     "run the same command again to resume")
-                status = 128 + stop.signum
-                break
-    writer.flush()
-    print(f"{args.logdir}: step {int(state.step.numpy())} of {args.steps}")
-    return status
+    def resume(self):
+        """The step to go on from: the latest checkpoint's (the chief's, for every worker)."""
+        state, logdir = self.state, self.plan.logdir
+        latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
+        if latest:
+            restore(state.checkpoint, latest, logdir)
+            info(f"resumed from {latest} at step {int(state.step.numpy())}")
+        if os.environ.get("TF_CONFIG"):
+            take_chief_state(self.strategy, state.variables)
+        # The checkpoint restores the old rates; the ones asked for now win (e.g. lower after divergence).
+        state.set_learning_rates(self.rates)
+        return int(state.step.numpy())
+
+    def log(self, writer, current, window_steps, elapsed):
+        # The only place the losses come to the host: the trackers' means since the last log.
+        means = {m.name: float(m.result()) for m in self.trainer.metrics}
+        with writer.as_default(step=current):
+            for name, value in {**means, **self.state.learning_rates()}.items():
+                tf.summary.scalar(name, value, step=current)
+            tf.summary.scalar("tiles_per_second", window_steps * self.plan.run.batch_size / max(elapsed, 1e-9),
+                              step=current)
+        for m in self.trainer.metrics:
+            m.reset_state()
+        return means
+
+    def run(self):
+        settings, logdir, state = self.plan.run, self.plan.logdir, self.state
+        start = self.resume()
+        if start >= settings.steps:
+            info(f"{logdir} is already at step {start} (asked for {settings.steps}): nothing to do")
+            return 0
+        writer = tf.summary.create_file_writer(logdir) if self.chief else tf.summary.create_noop_writer()
+        device.write_summary(writer, start + 1)  # the run's device on record beside its curves
+        iterator = iter(self.strategy.experimental_distribute_dataset(self.batches))
+        window_steps, window_start = 0, time.perf_counter()
+        status = 0
+        with StopRequest() as stop, progress(total=settings.steps, desc="steps", unit="step") as bar:
+            bar.update(start)
+            for current in range(start + 1, settings.steps + 1):
+                self.distributed_step(next(iterator))
+                window_steps += 1
+                bar.update(1)
+                stopping = stop.signum is not None  # read once: a signal may land mid-iteration
+                last = current == settings.steps or stopping
+                log, show, save = (current % every == 0 or last
+                                   for every in (settings.log_every, settings.preview_every, settings.save_every))
+                if log or show or save:  # on every worker alike: the flag is the same on all
+                    self.diverged_if_bad()
+                if log:
+                    means = self.log(writer, current, window_steps, time.perf_counter() - window_start)
+                    bar.set_postfix(loss=f"{means['loss']:.4g}", refresh=False)
+                    window_steps, window_start = 0, time.perf_counter()
+                if self.chief and show:
+                    self.preview(current, writer)
+                if save:
+                    if not state.all_finite():
+                        diverged(logdir, f"the weights became non-finite at step {current}")
+                    self.manager.save(checkpoint_number=current)
+                if stopping:
+                    info(f"stopped at step {current}; checkpoint saved in {self.manager.directory}; "
+                         "run the same command again to resume")
+                    status = 128 + stop.signum
+                    break
+        writer.flush()
+        print(f"{logdir}: step {int(state.step.numpy())} of {settings.steps}")
+        return status
 

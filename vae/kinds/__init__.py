@@ -90,15 +90,15 @@ class Spec:
         main one (old checkpoints name it so)."""
         raise NotImplementedError
 
-    def build(self, config, args):
+    def build(self, config, plan):
         """The networks to train, built inside the strategy's scope (a type that trains
-        against frozen models loads them here too)."""
+        against frozen models loads them here too: `plan` is the run's run_config.Plan)."""
         return self.networks(config)
 
-    def optimizers(self, models, config, args):
-        """{model name: optimizer}: by default one Adam at --learning-rate for "model"."""
+    def optimizers(self, models, config, plan):
+        """{model name: optimizer}: by default one Adam at the run's learning rate for "model"."""
         from vae import training
-        return {"model": training.make_optimizer(args.learning_rate)}
+        return {"model": training.make_optimizer(plan.run.learning_rate)}
 
     def train_step(self, state, tiles, config):
         """One update on float tiles in 0..1 of this replica; returns {name: scalar}."""
@@ -112,18 +112,18 @@ class Spec:
         """{name: scalar} for the default train_step; "loss" is minimised."""
         raise NotImplementedError
 
-    def dataset(self, files, size, args, config):
+    def dataset(self, plan, size, config):
         """The batches train_step gets (uint8; made float on the device): by default shuffled
-        tiles of every source."""
+        tiles of every source of the plan's record files."""
         from vae import records
-        return records.training_dataset(files, size, args.batch_size, seed=args.seed,
-                                        cache_gb=getattr(args, "cache_gb", None))
+        return records.training_dataset(plan.files, size, plan.run.batch_size, seed=plan.run.seed,
+                                        cache_gb=plan.run.cache_gb)
 
     def preview(self, models, samples):
         """Rows of images for the preview grid."""
         raise NotImplementedError
 
-    def describe(self, config, args):
+    def describe(self, config, plan):
         """A few words for the start-up line."""
         raise NotImplementedError
 

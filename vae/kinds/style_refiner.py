@@ -2,20 +2,16 @@
 TensorFlow; its generator, discriminator and step are vae/style.py's."""
 import dataclasses
 
-from vae.configs import fixed, setting
-from vae.kinds.refiner import AgainstModels
+from vae.configs import setting
+from vae.kinds.refiner import AgainstModels, RefinerSettings
+
 
 @dataclasses.dataclass(frozen=True)
-class StyleRefinerConfig:
+class StyleRefinerConfig(RefinerSettings):
     """The refiner trained adversarially toward a style's texture (vae/style.py)."""
-    width: int = fixed()
-    height: int = fixed()
     style: tuple = setting((), "train toward this source's texture (a patch discriminator on its tiles), "
                                "repeatable to mix as in mogrify_video.py; without it, the original refiner",
                            architecture=True, metavar="NAME[:WEIGHT]")
-    filters: int = setting(32, "feature maps at full resolution", architecture=True, low=1)
-    blocks: int = setting(4, "residual blocks", architecture=True, low=1)
-    identity_steps: int = setting(500, "first steps spent learning to return the VAE output unchanged", low=0)
     disc_filters: int = setting(64, "feature maps of the patch discriminator's first layer", architecture=True,
                                 low=1)
     disc_layers: int = setting(3, "strided layers of the patch discriminator (3: 70-pixel patches)",
@@ -44,9 +40,6 @@ class StyleRefinerConfig:
     beta_low: float = setting(0.0, "the shift's beta is drawn per tile between --beta-low and --beta-high",
                               low=0)
     beta_high: float = setting(1.0, "see --beta-low", low=0)
-    latent: str = fixed("global")  # the VAE's kind (model.json): a spatial VAE's refiner runs at any size
-
-
 
 
 class StyleRefiner(AgainstModels):

@@ -59,24 +59,25 @@ class VAE(configs.Kind):
     config_class = VAEConfig
     exports = ("encoder", "decoder")
 
-    def configure(self, args, config):
+    learning_rate_help = "2e-4 global, 1e-3 spatial"
+
+    def configure(self, given, config, plan):
         """A new spatial run starts from the spatial defaults (16 channels, the layers for its
         downsample factor) before the options given apply."""
-        latent, downsample = getattr(args, "latent", None), getattr(args, "downsample", None)
+        latent, downsample = given.get("latent"), given.get("downsample")
         if downsample is not None and not is_power_of_two(downsample):
             raise UserError(f"--downsample {downsample}: must be a power of two of at least 2 (2, 4, 8, 16, ...)")
         if latent == "spatial" and config.latent != "spatial":
             filters, kernels = spatial_layers(downsample or config.downsample)
             config = dataclasses.replace(config, latent="spatial", filters=filters, kernels=kernels,
                                          **SPATIAL_DEFAULTS)
-        config = super().configure(args, config)
+        config = super().configure(given, config, plan)
         if downsample is not None and config.latent != "spatial":
             raise UserError("--downsample is for --latent spatial only")
         return config
 
-    def default_learning_rate(self, args, config):
-        latent = config.latent if config is not None else (getattr(args, "latent", None) or "global")
-        return LEARNING_RATES[latent]
+    def default_learning_rate(self, given, stored):
+        return LEARNING_RATES[stored.latent if stored is not None else given.get("latent", "global")]
 
     def spec(self):
         from vae import model
