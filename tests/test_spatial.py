@@ -24,14 +24,18 @@ def ceil_div(a, b):
     return -(-a // b)
 
 
-@pytest.mark.parametrize("size", [(64, 36), (128, 72), (77, 45)])
-def test_shapes_at_any_size(size):
-    """One spatial VAE and refiner, built once, at tile sizes that are and are not multiples of d."""
+@pytest.mark.parametrize("size,upsample", [((64, 36), "shuffle"), ((128, 72), "shuffle"), ((77, 45), "shuffle"),
+                                           ((77, 45), "resize")])
+def test_shapes_at_any_size(size, upsample):
+    """One spatial VAE and refiner, built once, at tile sizes that are and are not multiples of d,
+    with a new run's decoder (sub-pixel convolutions) and an earlier run's (resize, convolve)."""
     from vae import model, refiner
     width, height = size
     filters, kernels = spatial_layers(D)
     vae = model.build_vae(VAEConfig(64, 36, codes=CHANNELS, latent="spatial", filters=filters,
-                                            kernels=kernels))
+                                            kernels=kernels, upsample=upsample))
+    kinds_of_layer = {type(layer).__name__ for layer in vae.decoder.layers}
+    assert ("DepthToSpace2x" in kinds_of_layer) == (upsample == "shuffle") != ("Upsample2x" in kinds_of_layer)
     x = np.random.default_rng(0).random((2, height, width, 3), np.float32)
     mean, log_var = vae.encoder(x)
     code = (2, ceil_div(height, D), ceil_div(width, D), CHANNELS)
@@ -54,7 +58,8 @@ def test_config_kinds(tmp_path):
     path.write_text(json.dumps({"model": "vae", "width": 64, "height": 36, "codes": 16, "latent": "spatial",
                                 "downsample": 4, "filters": [8, 16], "kernels": [5, 3]}))
     new = configs.load_config(str(tmp_path), kinds.find("vae"))
-    assert (new.latent, new.downsample, new.filters) == ("spatial", 4, (8, 16))
+    # A spatial run from before the sub-pixel decoder keeps the decoder its checkpoint holds.
+    assert (new.latent, new.downsample, new.filters, new.upsample) == ("spatial", 4, (8, 16), "resize")
     for bad, fragment in (({"latent": "pixels"}, "latent"), ({"latent": 3}, "latent"), ({"downsample": 6}, "downsample")):
         path.write_text(json.dumps({"model": "vae", "width": 64, "height": 36, **bad}))
         with pytest.raises(UserError) as e:
@@ -67,6 +72,7 @@ def test_spatial_training(spatial):
     filters, kernels = spatial_layers(D)
     assert (config["latent"], config["downsample"], config["codes"]) == ("spatial", D, CHANNELS)
     assert (tuple(config["filters"]), tuple(config["kernels"])) == (filters, kernels)
+    assert config["upsample"] == "shuffle"  # a new spatial run's decoder
     # Only --latent spatial was given: the kind's own defaults, not the global model's.
     assert (config["kl_weight"], config["learning_rate"]) == (0.05, 1e-3)
     scalars = event_scalars(spatial["vae"])

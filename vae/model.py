@@ -8,8 +8,10 @@ Two kinds, by `config.latent`:
   convolutions back to exactly the tile size.
 - spatial: the code is a map of `codes` channels at 1/downsample of the input's size. log2(d)
   strided convolutions with batch norm and ELU, then convolutions to `mean` and `log_var` maps;
-  the decoder goes back up by resizing by 2 and convolving (a transposed convolution leaves a
-  grid). No dense layer, so both run at any size: h x w codes decode to h*d x w*d pixels.
+  the decoder goes back up a factor of 2 at a time: a new run's by a 3x3 convolution at the
+  lower size giving each 2x2 block's four pixels (sub-pixel convolution, started as a
+  nearest-neighbour upsample so that it leaves no grid), an earlier run's by resizing and then
+  convolving (config.upsample; a transposed convolution leaves a grid). No dense layer, so both run at any size: h x w codes decode to h*d x w*d pixels.
 
 Loss for both: squared error summed per tile plus `kl_weight` times the KL summed over the code
 (for a map, over its positions and channels), averaged over tiles.
@@ -155,6 +157,27 @@ class Upsample2x(layers.Layer):
         return (shape[0], *(None if d is None else 2 * d for d in shape[1:3]), shape[3])
 
 
+class DepthToSpace2x(layers.Layer):
+    """Each position's 4*C channels laid out as its 2x2 block of C-channel pixels (sub-pixel
+    convolution), for any input size."""
+
+    def call(self, x):
+        return tf.nn.depth_to_space(x, 2)
+
+    def compute_output_shape(self, shape):
+        return (shape[0], *(None if d is None else 2 * d for d in shape[1:3]), shape[3] // 4)
+
+
+def same_in_each_subpixel(initializer):
+    """A kernel initializer for a convolution followed by DepthToSpace2x: the four pixels of a
+    block start with the same filter (ICNR, Aitken et al. 2017), so that the stage begins as a
+    nearest-neighbour upsample and trains away from it without a checkerboard."""
+    def init(shape, dtype=None):
+        one = initializer((*shape[:-1], shape[-1] // 4), dtype=dtype)
+        return ops.tile(one, (1, 1, 1, 4))  # depth_to_space reads channel (dy*2+dx)*C + c
+    return init
+
+
 def build_spatial_encoder(config):
     images = keras.Input((None, None, 3), name="images")
     x = images
@@ -176,9 +199,14 @@ def build_spatial_decoder(config):
     x = layers.ELU(name="expand_elu")(x)
     for i in reversed(range(len(filters))):
         last = i == 0
-        x = Upsample2x(name=f"upsample{i}")(x)
-        x = layers.Conv2D(3 if last else filters[i - 1], kernels[i], padding="same", use_bias=last,
-                          name=f"up{i}")(x)
+        out = 3 if last else filters[i - 1]
+        if config.upsample == "shuffle":  # each 2x2 block's pixels from a 3x3 convolution at the lower size
+            x = layers.Conv2D(4 * out, 3, padding="same", use_bias=last, name=f"up{i}_subpixels",
+                              kernel_initializer=same_in_each_subpixel(keras.initializers.GlorotUniform()))(x)
+            x = DepthToSpace2x(name=f"up{i}_depth_to_space")(x)
+        else:
+            x = Upsample2x(name=f"upsample{i}")(x)
+            x = layers.Conv2D(out, kernels[i], padding="same", use_bias=last, name=f"up{i}")(x)
         if not last:
             x = FusedBatchNorm(momentum=SPATIAL_BN_MOMENTUM, name=f"up{i}_bn")(x)
             x = layers.ELU(name=f"up{i}_elu")(x)

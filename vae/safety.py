@@ -16,11 +16,13 @@ from vae.cli import UserError, warn
 
 # Every op export_graphs.py writes into the functions that tf.saved_model.load can call: the
 # Keras layers (convolutions, transposed convolutions, dense, batch norm at inference, ELU,
-# sigmoid, the refiner's clip, the spatial decoder's and the style refiner's bilinear upsampling),
+# sigmoid, the refiner's clip, the spatial decoder's and the style refiner's bilinear upsampling,
+# a new spatial decoder's depth to space),
 # mixed-precision casts, and variable reads. tests/test_safety.py exports every kind of model and
 # asserts that this is exactly the set they use.
 ALLOWED_OPS = frozenset({
-    "AddV2", "BiasAdd", "Cast", "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "Elu", "Identity",
+    "AddV2", "BiasAdd", "Cast", "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "DepthToSpace", "Elu",
+    "Identity",
     "MatMul", "Maximum", "Minimum", "Mul", "NoOp", "Pack", "ReadVariableOp", "Reshape", "ResizeBilinear", "Rsqrt",
     "Shape", "Sigmoid", "Squeeze", "StatefulPartitionedCall", "StridedSlice", "Sub",
 })
