@@ -199,7 +199,7 @@ def graph_flops(fn, *specs):
 
 
 def spatial_config(width, height, downsample=8, upsample="shuffle"):
-    """A new spatial run's config (`upsample` "resize": an earlier run's decoder)."""
+    """A spatial run's config; `upsample` as train_vae.py's --upsample (its default: "resize")."""
     filters, kernels = model.spatial_layers(downsample)
     return model.VAEConfig(width, height, codes=16, latent="spatial", downsample=downsample, filters=filters,
                            kernels=kernels, upsample=upsample)
@@ -270,8 +270,8 @@ def measure_spatial(results, width, height, work, quick, say):
         fps = spatial_frame_rate(models, w, h, batch, calls=2 if quick else 4)
         results[f"spatial_frames_per_s_{w}x{h}"] = fps
         results[f"spatial_share_of_matmul_{w}x{h}"] = fps * flops_at(w, h) / (results["matmul_gflops"] * 1e9)
-    # The decoder of earlier spatial runs (resize, then a convolution at full size), beside it.
-    say("spatial training and encoder+decoder at 1280x720, earlier runs' decoder ...")
+    # The default decoder (resize, then a convolution at the doubled size), beside --upsample shuffle.
+    say("spatial training and encoder+decoder at 1280x720, the default decoder (--upsample resize) ...")
     rate, flops = spatial_training_rate(height, width, batch=16, steps=3 if quick else 6, upsample="resize")
     results["spatial_resize_train_share_of_matmul"] = rate * flops / (results["matmul_gflops"] * 1e9)
     old_flops_at = export_untrained_spatial(os.path.join(work, "spatial_resize"), width, height, "resize")
@@ -315,11 +315,11 @@ def measure_match(results, work, quick, say):
 
 
 def print_spatial(results, width, height):
-    print(f"spatial VAE (16 channels at 1/8): training {results['spatial_train_tiles_per_s']:.1f} tiles/s at "
+    print(f"spatial VAE (16 channels at 1/8, --upsample shuffle): training {results['spatial_train_tiles_per_s']:.1f} tiles/s at "
           f"{width}x{height} ({results['spatial_train_share_of_matmul']:.2f} of matmul); encoder+decoder "
           + ", ".join(f"{results[f'spatial_frames_per_s_{s}']:.2f} frames/s at {s} "
                       f"({results[f'spatial_share_of_matmul_{s}']:.2f} of matmul)" for s in ("640x360", "1280x720")))
-    print(f"  earlier runs' decoder (resize, then a convolution at full size): training "
+    print(f"  the default decoder (--upsample resize: resize, then a convolution at the doubled size): training "
           f"{results['spatial_resize_train_share_of_matmul']:.2f} of matmul, encoder+decoder at 1280x720 "
           f"{results['spatial_resize_frames_per_s_1280x720']:.2f} frames/s "
           f"({results['spatial_resize_share_of_matmul_1280x720']:.2f} of matmul); targets 0.65 and 0.60")

@@ -35,7 +35,7 @@ def test_shapes_at_any_size(size, upsample):
     vae = model.build_vae(VAEConfig(64, 36, codes=CHANNELS, latent="spatial", filters=filters,
                                             kernels=kernels, upsample=upsample))
     kinds_of_layer = {type(layer).__name__ for layer in vae.decoder.layers}
-    assert ("DepthToSpace2x" in kinds_of_layer) == (upsample == "shuffle") != ("Upsample2x" in kinds_of_layer)
+    assert ("DepthToSpace2x" in kinds_of_layer) == (upsample == "shuffle") and "Upsample2x" in kinds_of_layer
     x = np.random.default_rng(0).random((2, height, width, 3), np.float32)
     mean, log_var = vae.encoder(x)
     code = (2, ceil_div(height, D), ceil_div(width, D), CHANNELS)
@@ -72,7 +72,7 @@ def test_spatial_training(spatial):
     filters, kernels = spatial_layers(D)
     assert (config["latent"], config["downsample"], config["codes"]) == ("spatial", D, CHANNELS)
     assert (tuple(config["filters"]), tuple(config["kernels"])) == (filters, kernels)
-    assert config["upsample"] == "shuffle"  # a new spatial run's decoder
+    assert config["upsample"] == "resize"  # the default decoder
     # Only --latent spatial was given: the kind's own defaults, not the global model's.
     assert (config["kl_weight"], config["learning_rate"]) == (0.05, 1e-3)
     scalars = event_scalars(spatial["vae"])
@@ -112,12 +112,31 @@ def test_spatial_resume(tmp_path, spatial):
     assert abs(losses[61] - before[60]) < 0.5 * (before[5] - before[60])
 
 
+def test_a_sub_pixel_decoder_trains_exports_and_decodes_any_size(tmp_path, spatial):
+    """--upsample shuffle: trained and exported by the scripts; its export loads (DepthToSpace is
+    among the ops a models folder may hold) and decodes a code map at d times its size."""
+    import tensorflow as tf
+    from vae import export
+    run_script("train_vae.py", "--data", spatial["data"], "--logdir", tmp_path / "vae", "--steps", 3,
+               "--batch-size", 8, "--latent", "spatial", "--upsample", "shuffle")
+    assert json.loads((tmp_path / "vae" / "config.json").read_text())["upsample"] == "shuffle"
+    run_script("export_graphs.py", "--vae", tmp_path / "vae", "--out", tmp_path / "models")
+    models = export.Models(str(tmp_path / "models"))
+    pixels = models.decode(tf.zeros([1, 3, 5, models.codes]), size=(5 * D, 3 * D))
+    assert tuple(pixels.shape) == (1, 3 * D, 5 * D, 3) and 0 <= float(tf.reduce_min(pixels))
+
+
 def test_spatial_options_refused_before_tensorflow(tmp_path, spatial):
     data = spatial["data"]
     assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", tmp_path / "l", "--steps", 5,
                                    "--latent", "spatial", "--downsample", 6, fragments=["--downsample 6", "power of two"])
     assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", tmp_path / "l", "--steps", 5,
                                    "--downsample", 4, fragments=["--latent spatial"])
+    assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", tmp_path / "l", "--steps", 5,
+                                   "--upsample", "shuffle", fragments=["--upsample", "--latent spatial"])
+    # A resumed run keeps its decoder.
+    assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", spatial["vae"], "--steps", 61,
+                                   "--latent", "spatial", "--upsample", "shuffle", fragments=["upsample=resize"])
     # A spatial run resumed as another kind, or at another downsample, is refused by name.
     assert_error_before_tensorflow("train_vae.py", "--data", data, "--logdir", spatial["vae"], "--steps", 61,
                                    "--latent", "global", fragments=["latent=spatial", "global"])

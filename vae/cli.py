@@ -144,6 +144,35 @@ def raise_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
+class StopRequest:
+    """Turns SIGINT and SIGTERM into a flag (`signum`) that a loop checks at points of its own
+    choosing. Raised from a signal handler, KeyboardInterrupt can land inside a library that
+    catches everything (TensorFlow's tracing turns it into a TypeError), so a long loop takes it
+    only where it is safe. A second signal raises at once: the user insists. `note(signum)` is
+    called at the first one. On the main thread only (elsewhere signals are not ours)."""
+
+    def __init__(self, note=None):
+        self.signum, self.note = None, note
+
+    def __enter__(self):
+        try:
+            self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread
+            self.previous = {}
+        return self
+
+    def handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if self.note:
+            self.note(signum)
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
 @contextlib.contextmanager
 def atomic_path(final_path, suffix=""):
     """Yield a temporary path beside `final_path`; rename it into place only on success.

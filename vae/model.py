@@ -8,10 +8,12 @@ Two kinds, by `config.latent`:
   convolutions back to exactly the tile size.
 - spatial: the code is a map of `codes` channels at 1/downsample of the input's size. log2(d)
   strided convolutions with batch norm and ELU, then convolutions to `mean` and `log_var` maps;
-  the decoder goes back up a factor of 2 at a time: a new run's by a 3x3 convolution at the
-  lower size giving each 2x2 block's four pixels (sub-pixel convolution, started as a
-  nearest-neighbour upsample so that it leaves no grid), an earlier run's by resizing and then
-  convolving (config.upsample; a transposed convolution leaves a grid). No dense layer, so both run at any size: h x w codes decode to h*d x w*d pixels.
+  the decoder goes back up a factor of 2 at a time by resizing and then convolving (a
+  transposed convolution leaves a grid), or with `upsample` "shuffle" its inner stages by a
+  convolution at the lower size giving each 2x2 block's four pixels (sub-pixel convolution,
+  started as a nearest-neighbour upsample) and its last stage by resizing and a 3x3
+  convolution (a sub-pixel last stage left a 2x2 grid in the picture). No dense layer, so
+  both run at any size: h x w codes decode to h*d x w*d pixels.
 
 Loss for both: squared error summed per tile plus `kl_weight` times the KL summed over the code
 (for a map, over its positions and channels), averaged over tiles.
@@ -200,13 +202,14 @@ def build_spatial_decoder(config):
     for i in reversed(range(len(filters))):
         last = i == 0
         out = 3 if last else filters[i - 1]
-        if config.upsample == "shuffle":  # each 2x2 block's pixels from a 3x3 convolution at the lower size
-            x = layers.Conv2D(4 * out, 3, padding="same", use_bias=last, name=f"up{i}_subpixels",
+        if config.upsample == "shuffle" and not last:  # each 2x2 block's pixels from the lower size
+            x = layers.Conv2D(4 * out, kernels[i], padding="same", use_bias=False, name=f"up{i}_subpixels",
                               kernel_initializer=same_in_each_subpixel(keras.initializers.GlorotUniform()))(x)
             x = DepthToSpace2x(name=f"up{i}_depth_to_space")(x)
-        else:
+        else:  # resized, then convolved: at full size a sub-pixel stage left a 2x2 grid in the picture
             x = Upsample2x(name=f"upsample{i}")(x)
-            x = layers.Conv2D(out, kernels[i], padding="same", use_bias=last, name=f"up{i}")(x)
+            kernel = 3 if config.upsample == "shuffle" else kernels[i]
+            x = layers.Conv2D(out, kernel, padding="same", use_bias=last, name=f"up{i}")(x)
         if not last:
             x = FusedBatchNorm(momentum=SPATIAL_BN_MOMENTUM, name=f"up{i}_bn")(x)
             x = layers.ELU(name=f"up{i}_elu")(x)

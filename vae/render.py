@@ -10,6 +10,7 @@ source decodes on a third ahead of them, so the models never wait on video I/O.
 """
 import signal
 
+from vae.cli import StopRequest
 from vae.pipeline import Consumer
 
 
@@ -48,15 +49,18 @@ def run(source, styler, sinks, observers=(), interrupt_ends=False):
     stopped = "input ended"
     try:
         try:
-            while True:
-                frames = source.take(styler.batch_size, timeout=0.2)
-                for observer in observers:
-                    observer.tick(source)
-                if not frames:
-                    if source.ended:
-                        break
-                    continue
-                writer.put((frames, styler.run(frames)))
+            with StopRequest() as stop:  # taken between batches, never inside a model call
+                while True:
+                    if stop.signum is not None:
+                        raise KeyboardInterrupt
+                    frames = source.take(styler.batch_size, timeout=0.2)
+                    for observer in observers:
+                        observer.tick(source)
+                    if not frames:
+                        if source.ended:
+                            break
+                        continue
+                    writer.put((frames, styler.run(frames)))
         except KeyboardInterrupt:
             if not interrupt_ends:
                 raise

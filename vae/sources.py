@@ -25,6 +25,7 @@ DEVICE_FORMATS = ("v4l2", "avfoundation", "dshow", "x11grab", "gdigrab")
 # find yet) is tried again; one that could not be reached at all (refused, no such device) is not.
 OPEN_SECONDS = 8.0
 STALL_SECONDS = 2.0  # a connection silent this long has dropped out
+CLOCK_JUMP_SECONDS = 1.0  # a frame further back in time than this: the sender's clock was reset
 SOUND_SECONDS = 20  # sound kept waiting for its pictures at most
 
 
@@ -264,7 +265,13 @@ class LiveSource:
                             lost_at = None
                     got += 1
                     t = pts + connection.offset
-                    if last is not None and t <= last:  # the sender's clock jumped back: follow on
+                    if last is not None and t <= last:
+                        if last - t < CLOCK_JUMP_SECONDS:
+                            # A frame at a time already shown (a decoder's guess after a lost
+                            # packet repeats the last one's): it has no place of its own, and
+                            # moving the clock for it would put every later frame a frame late.
+                            continue
+                        # The sender's clock jumped back (it restarted): follow on from the last frame.
                         connection.offset += last - t + (duration or 0.001)
                         t = pts + connection.offset
                     last = t

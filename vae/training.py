@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae import device, encode, images, records
-from vae.cli import UserError, info, parked_stderr, progress
+from vae.cli import StopRequest, UserError, info, parked_stderr, progress
 
 
 # --- distribution ----------------------------------------------------------------------
@@ -211,27 +211,6 @@ class Previews:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-
-
-class StopRequest:
-    """Turns SIGINT and SIGTERM into a flag the loop checks after every step."""
-
-    def __init__(self):
-        self.signum = None
-
-    def __enter__(self):
-        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def handle(self, signum, frame):
-        if self.signum is not None:  # a second Ctrl-C: the user insists
-            raise KeyboardInterrupt
-        self.signum = signum
-        info(f"\n{signal.Signals(signum).name}: saving a checkpoint at the current step, then stopping")
-
-    def __exit__(self, *exc):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
 
 
 def diverged(logdir, what):
@@ -491,7 +470,10 @@ class Loop:
         iterator = iter(self.strategy.experimental_distribute_dataset(self.batches))
         window_steps, window_start = 0, time.perf_counter()
         status = 0
-        with StopRequest() as stop, progress(total=settings.steps, desc="steps", unit="step") as bar:
+        def saying(signum):
+            info(f"\n{signal.Signals(signum).name}: saving a checkpoint at the current step, then stopping")
+
+        with StopRequest(saying) as stop, progress(total=settings.steps, desc="steps", unit="step") as bar:
             bar.update(start)
             for current in range(start + 1, settings.steps + 1):
                 self.distributed_step(next(iterator))

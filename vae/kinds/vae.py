@@ -12,13 +12,8 @@ LATENTS = ("global", "spatial")
 DOWNSAMPLE = 8
 # A spatial VAE's own defaults where they differ from the fields' (the global model's), chosen by
 # the README's runs: a map has far fewer numbers per pixel to pay KL on, and trains well faster.
-SPATIAL_DEFAULTS = dict(codes=16, kl_weight=0.05, upsample="shuffle")
-# How a spatial decoder doubles its size at each stage: "resize" (bilinear, then a convolution
-# at the doubled size: the first spatial runs') or "shuffle" (a 3x3 convolution at the lower size
-# giving each 2x2 block's pixels, then depth to space: no wide map resized, and at full size no
-# 32-channel map at all; the last stage took a tenth of its time on a CPU). New spatial runs take
-# "shuffle"; a config.json without the field is an earlier run's, and keeps "resize".
-UPSAMPLES = ("resize", "shuffle")
+SPATIAL_DEFAULTS = dict(codes=16, kl_weight=0.05)
+UPSAMPLES = ("resize", "shuffle")  # how a spatial decoder doubles its size; absent from config.json: resize
 LEARNING_RATES = {"global": 2e-4, "spatial": 1e-3}
 
 
@@ -39,7 +34,11 @@ class VAEConfig:
                                     "(default: 1 global, 0.05 spatial)", low=0)
     filters: tuple = fixed(FILTERS)
     kernels: tuple = fixed(KERNELS)
-    upsample: str = fixed("resize")  # spatial only; see UPSAMPLES
+    upsample: str = setting("resize", "spatial only: how the decoder doubles its size; resize: bilinear, then a "
+                                      "convolution at the doubled size; shuffle: its inner stages by sub-pixel "
+                                      "convolution (each 2x2 block's pixels from a convolution at the lower size) and "
+                                      "a 3x3 last stage, about twice as fast to train and run on a CPU",
+                            architecture=True, choices=UPSAMPLES)
 
     def __post_init__(self):
         if self.latent not in LATENTS:
@@ -81,8 +80,9 @@ class VAE(configs.Kind):
             config = dataclasses.replace(config, latent="spatial", filters=filters, kernels=kernels,
                                          **SPATIAL_DEFAULTS)
         config = super().configure(given, config, plan)
-        if downsample is not None and config.latent != "spatial":
-            raise UserError("--downsample is for --latent spatial only")
+        for name in ("downsample", "upsample"):
+            if given.get(name) is not None and config.latent != "spatial":
+                raise UserError(f"--{name} is for --latent spatial only")
         return config
 
     def default_learning_rate(self, given, stored):
