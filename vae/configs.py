@@ -41,20 +41,22 @@ def settings(config_class):
     return [f for f in dataclasses.fields(config_class) if f.metadata.get("option")]
 
 
+def declared_once(*field_lists):
+    """The setting fields of several config classes (kinds sharing one command line), each once:
+    a field of a shared base class (the two refiners' common settings) is one declaration, and
+    two declarations of one name are a bug."""
+    fields = {}
+    for field in (f for fields_ in field_lists for f in fields_):
+        if fields.setdefault(field.name, field) is not field:
+            raise TypeError(f"{option_name(field)} is declared twice; declare it once, in a shared config class")
+    return list(fields.values())
+
+
 def add_options(parser, fields, unset_is_none=True, help_defaults=None):
-    """One option per setting field, each declared once: a field of a shared base class (the two
-    refiners' common settings) is added once, and two declarations of one name are a bug.
-    `unset_is_none`: an option not given reads None (a resumed run then keeps its stored
-    value); otherwise it reads the field's default. `help_defaults`: {name: text} for a default
-    that depends on something else (the latent kind's learning rate)."""
-    added = getattr(parser, "_settings", {})
-    parser._settings = added
+    """One option per setting field. `unset_is_none`: an option not given reads None (a resumed
+    run then keeps its stored value); otherwise it reads the field's default. `help_defaults`:
+    {name: text} for a default that depends on something else (the latent kind's learning rate)."""
     for field in fields:
-        if field.name in added:
-            if added[field.name] is not field:
-                raise TypeError(f"{option_name(field)} is declared twice; declare it once, in a shared config class")
-            continue
-        added[field.name] = field
         required = field.default is dataclasses.MISSING
         help = field.metadata["help"]
         if help_defaults and field.name in help_defaults:
@@ -113,13 +115,13 @@ class Kind:
         (run_config.Plan: the models folder a refiner trains against, ...)."""
         return self.complete(dataclasses.replace(config, **given))
 
-    def refuse_others(self, given, kinds):
+    def refuse_others(self, args, kinds):
         """A command line shared by several kinds (train_refiner.py) must not give a setting of
         another kind that this one lacks."""
         mine = {f.name for f in self.settings()}
         for other in kinds:
             for field in other.settings():
-                if field.name not in mine and field.name in given:
+                if field.name not in mine and getattr(args, field.name, None) is not None:
                     raise UserError(f"{option_name(field)} is a setting of the {other.name} run, not of "
                                     f"the {self.name} run this command line asks for")
 

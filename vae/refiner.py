@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from vae import export, kinds
+from vae import kinds
 from vae.kinds import refiner as refiner_kind
 
 RefinerConfig = refiner_kind.RefinerConfig  # here too, beside build_refiner, for its callers
@@ -84,8 +84,7 @@ class Spec(kinds.Spec):
         return {"model": build_refiner(config, any_size=config.latent == "spatial")}
 
     def build(self, config, plan):
-        self.vae = export.Models(plan.models, unsafe=plan.unsafe_models, found=plan.found_models)
-        self.vae.check_tile_size((config.width, config.height))
+        self.vae = plan.load_models(config)
         self.notes = {"models": plan.models, "vae_step": self.vae.meta.get("vae_step")}
         return self.networks(config)
 

@@ -61,6 +61,14 @@ class Plan:
     def models_meta(self):
         return self.found_models[0] if self.found_models else None
 
+    def load_models(self, config):
+        """The exported VAE a refiner trains against, loaded from what the plan found (this
+        imports TensorFlow) and refused unless it takes the records' tiles."""
+        from vae import export
+        models = export.Models(self.models, unsafe=self.unsafe_models, found=self.found_models)
+        models.check_tile_size((config.width, config.height))
+        return models
+
     def save(self, config, notes):
         """LOGDIR/config.json: the kind's name and config, the run's settings, the Spec's `notes`
         (facts of the run), the record files (export reads their manifests) and, for a kind
@@ -85,8 +93,7 @@ def add_options(parser, kinds_, models=False):
     rates = sorted({kind.learning_rate_help for kind in kinds_})
     configs.add_options(parser, configs.settings(RunConfig), unset_is_none=False,
                         help_defaults={"learning_rate": ", ".join(rates)})
-    for kind in kinds_:
-        configs.add_options(parser, kind.settings())
+    configs.add_options(parser, configs.declared_once(*(kind.settings() for kind in kinds_)))
 
 
 def plan(args, kind, others=()):
@@ -98,7 +105,7 @@ def plan(args, kind, others=()):
     line, whose own settings this kind refuses."""
     kinds.module_of(kind)
     given = configs.given(kind.settings(), args)
-    kind.refuse_others(configs.given([f for other in others for f in other.settings()], args), others)
+    kind.refuse_others(args, others)
     run = RunConfig(**configs.given(configs.settings(RunConfig), args))
     files = records.find_files(args.data)
     stored = None

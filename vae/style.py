@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vae import export, kinds, latent, records, texture
+from vae import kinds, latent, records, texture
 from vae.kinds import style_refiner as style_refiner_kind
 from vae.cli import UserError
 from vae.model import Upsample2x
@@ -108,8 +108,7 @@ class Spec(kinds.Spec):
         return {"model": build_generator(config, any_size=config.latent == "spatial")}
 
     def build(self, config, plan):
-        self.vae = export.Models(plan.models, unsafe=plan.unsafe_models, found=plan.found_models)
-        self.vae.check_tile_size((config.width, config.height))
+        self.vae = plan.load_models(config)
         sources = latent.load_embeddings(plan.models, self.vae.codes)
         self.style_label, style_mean, _ = latent.mix_styles(sources, list(config.style))
         self.style_sources = [latent.parse_style(text, sources)[0] for text in config.style]
