@@ -154,25 +154,28 @@ class Connection:
             shown = f"scale={self.full_size[0]}:{self.full_size[1]},setsar=1"
         raw = ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24"]
         cmd = [ffmpeg.exe(), "-hide_banner", "-nostdin", "-loglevel", "info", "-nostats", *input_args]
-        fds = []
         tile_chain = None if tile is None else f"scale={tile[0]}:{tile[1]}:flags=area,showinfo=checksum=0"
         if tile is None:  # a spatial model renders the shown picture itself: no tile, no second picture
             full = False
-            cmd += ["-filter_complex", f"[0:v:0]{shown},showinfo=checksum=0[tile]", "-map", "[tile]", *raw, "pipe:1"]
+            graph = f"[0:v:0]{shown},showinfo=checksum=0[tile]"
         elif full:
-            cmd += ["-filter_complex", f"[0:v:0]{shown},split[t][f];[t]{tile_chain}[tile]",
-                    "-map", "[tile]", *raw, "pipe:1"]
+            graph = f"[0:v:0]{shown},split[t][f];[t]{tile_chain}[tile]"
+        else:
+            graph = f"[0:v:0]{shown},{tile_chain}[tile]"
+        if audio_track is not None:
+            # In the pictures' graph: one thread prints both kinds of stamp, so neither breaks the
+            # other's line (ffmpeg.Log). An input without this track ends at once ("matches no streams").
+            graph += (f";[0:a:{audio_track}]aresample={SOUND_RATE},aformat=sample_fmts=s16:channel_layouts=stereo,"
+                      f"asettb=1/{SOUND_RATE},ashowinfo[sound]")
+        cmd += ["-filter_complex", graph, "-map", "[tile]", *raw, "pipe:1"]
+        fds = []
+        if full:
             full_read, full_write = os.pipe()
             cmd += ["-map", "[f]", *raw, f"pipe:{full_write}"]
             fds.append(full_write)
-        else:
-            cmd += ["-filter_complex", f"[0:v:0]{shown},{tile_chain}[tile]", "-map", "[tile]", *raw, "pipe:1"]
         if audio_track is not None:
             audio_read, audio_write = os.pipe()
-            chain = (f"aresample={SOUND_RATE},aformat=sample_fmts=s16:channel_layouts=stereo,"
-                     f"asettb=1/{SOUND_RATE},ashowinfo")
-            cmd += ["-map", f"0:a:{audio_track}?", "-af", chain, "-c:a", "pcm_s16le", "-f", "s16le",
-                    "-flush_packets", "1", f"pipe:{audio_write}"]
+            cmd += ["-map", "[sound]", "-c:a", "pcm_s16le", "-f", "s16le", "-flush_packets", "1", f"pipe:{audio_write}"]
             fds.append(audio_write)
         # A session of its own: Ctrl-C in the terminal reaches us alone, and we close ffmpeg in order.
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
