@@ -13,13 +13,14 @@ import cv2
 
 from vae import encode
 from vae.cli import UserError, atomic_path
-from vae.decode import SOUND_CHANNELS, SOUND_RATE
+from vae.decode import SOUND_BYTES, SOUND_CHANNELS, SOUND_RATE
 from vae.sources import scheme
 
 OUTPUT_FORMATS = {"udp": "mpegts", "srt": "mpegts", "tcp": "mpegts", "rtmp": "flv", "rtmps": "flv"}
 # A recording written as it goes: each fragment (MP4) or packet (TS) is complete once written.
 FILE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".ts": "mpegts", ".m2ts": "mpegts"}
 SOUND_AHEAD = 0.1  # seconds of sound handed to the encoder ahead of the picture it goes with
+SOUND_GAP_SECONDS = 20  # a longer gap in the sound is not filled: the sound starts again at its time
 
 
 class _InPlace:
@@ -121,6 +122,7 @@ class LiveSink:
         ow, oh = ow - ow % 2, oh - oh % 2
         self.sound = sound
         self.sound_from = None  # the first frame's time: sound before it is not written
+        self.sound_start, self.sound_samples = None, 0  # what was written: from when, how long
         self.last_end = None
         args = ["-map", "0:v", "-vf", f"scale={ow}:{oh}:flags=bicubic,setsar=1", "-fps_mode", "passthrough",
                 "-enc_time_base:v", "1/90000",
@@ -144,7 +146,25 @@ class LiveSink:
     def _sound_until(self, until):
         for block in self.sound.take_until(until):
             if block.time >= self.sound_from - 0.05:
-                self.encoder.sound(block.time, block.data)
+                self._sound(block.time, block.data)
+
+    def _sound(self, at, data):
+        """Back to back: sound lost on the way becomes silence and sound that overlaps what was
+        written is cut, so that a player counting samples (most do) hears each at its own time."""
+        if self.sound_start is not None:
+            end = self.sound_start + self.sound_samples / SOUND_RATE
+            shift = round((at - end) * SOUND_RATE)
+            if shift < 0:
+                data = data[-shift * SOUND_BYTES:]
+            elif shift > SOUND_GAP_SECONDS * SOUND_RATE:
+                self.sound_start, self.sound_samples = at, 0
+            elif shift > 0:
+                data = bytes(shift * SOUND_BYTES) + data
+        else:
+            self.sound_start = at
+        if data:
+            self.encoder.sound(self.sound_start + self.sound_samples / SOUND_RATE, data)
+            self.sound_samples += len(data) // SOUND_BYTES
 
     def write(self, frame, time, duration):
         if self.sound_from is None:
