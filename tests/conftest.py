@@ -60,10 +60,10 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    """Tests that need the trained model first: with pytest-xdist one worker starts training it
-    at once while the other runs the second half of the list, the tests that need no model.
-    Within each half the slow tests go first, so that the workers, which take over each other's
-    last tests, end at about the same time."""
+    """Tests that need the trained model first: pytest-xdist hands each worker a slice of the
+    list in order, so the first worker starts training it at once while the last runs tests that
+    need no model. Within each kind the slow tests go first, so that the workers, which take over
+    each other's last tests, end at about the same time."""
     items.sort(key=lambda item: (not {"exported", "evaluated", "spatial"} & set(item.fixturenames),
                                  item.get_closest_marker("slow") is None))
 
