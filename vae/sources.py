@@ -54,6 +54,14 @@ def listens(text):
     return kind == "tcp" and re.search(r"(^|&)listen=[12](&|$)", query) is not None
 
 
+def calls_out(text):
+    """A URL on which ffmpeg calls a server or a sender, which may refuse it some way off (tcp,
+    srt's caller, rtmp, rtsp, http); a udp or rtp port, a listener or a device only fails here,
+    at once."""
+    kind = scheme(text)
+    return kind in STREAM_SCHEMES and kind not in ("udp", "rtp") and not listens(text)
+
+
 def is_live_input(text):
     """A stream URL or a capture device: --live is implied."""
     return scheme(text) in STREAM_SCHEMES or capture_device(text) is not None
