@@ -1,6 +1,7 @@
 """mogrify_video.py --live on loopback, with ffmpeg alone as the camera and the player: frames
 come back by their index, a slow model drops frames instead of falling behind, Ctrl-C leaves a
 playable recording, a dropped input is reconnected, and the sound stays with the picture."""
+import io
 import json
 import os
 import signal
@@ -132,12 +133,37 @@ def busy(count):
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
+def test_a_stamp_line_broken_by_another_threads_is_put_back():
+    # Lines as ffmpeg printed them when two threads' pieces met: picture 1's line went into sound
+    # 1's, and sound 3's into picture 3's. Each lost stamp comes back, in its place.
+    picture = "[Parsed_showinfo_1 @ 0x1] n:{n:4d} pts:{pts:7d} pts_time:{t} duration:   3600 duration_time:0.04 fmt:rgb24 "
+    sound = ("[Parsed_ashowinfo_3 @ 0x2] n:{n} pts:{pts} pts_time:{t} fmt:s16 channels:2 chlayout:stereo rate:48000 "
+             "nb_samples:1024 checksum:C53C2206 ")
+    unprefixed = lambda line: line.split("] ", 1)[1]  # noqa: E731
+    lines = ["[Parsed_showinfo_1 @ 0x1] config in time_base: 1/90000, frame_rate: 25/1",
+             picture.format(n=0, pts=0, t=0) + "iskey:1 type:I",
+             sound.format(n=0, pts=0, t=0) + "plane_checksums: [ C53C2206 ]",
+             sound.format(n=1, pts=1024, t=0.021) + unprefixed(picture.format(n=1, pts=3600, t=0.04)),
+             "[Parsed_ashowinfo_3 @ 0x2] plane_checksums: [ C53C2206 ]",
+             sound.format(n=2, pts=2048, t=0.043),
+             picture.format(n=2, pts=7200, t=0.08),
+             picture.format(n=3, pts=10800, t=0.12) + unprefixed(sound.format(n=3, pts=3072, t=0.064)),
+             sound.format(n=4, pts=4096, t=0.085),
+             picture.format(n=4, pts=14400, t=0.16)]
+    log = ffmpeg.Log(io.BytesIO("".join(line + "\n" for line in lines).encode()))
+    log.join(5)
+    pictures = list(iter(log.stamps.get, None))
+    sounds = list(iter(log.sound_stamps.get, None))
+    assert np.allclose([t for t, _ in pictures], [0, 0.04, 0.08, 0.12, 0.16]), pictures
+    assert np.allclose([t for t, _ in sounds], np.arange(5) * 1024 / 48000) and {n for _, n in sounds} == {1024}
+
+
 def test_every_live_frame_and_sound_block_keeps_its_own_time_at_full_speed(tmp_path):
     # A live input's times come from ffmpeg's log, a line per picture and per block of sound, which
-    # ffmpeg prints in pieces: printed from two threads, pieces of one line broke the other's, and a
-    # lost line paired every later picture or block with its neighbour's time (a frame short at
-    # the end of a rehearsal; the sound 21 ms late per lost line). Read as fast as ffmpeg can, so
-    # that the lines come thick: every picture and every click must be at its own time.
+    # ffmpeg prints in pieces from two threads: pieces of one line broke the other's, and a lost
+    # line paired every later picture or block with its neighbour's time (a frame short at the end
+    # of a rehearsal; the sound 21 ms late per lost line). Read as fast as ffmpeg can, so that the
+    # lines come thick (some 30 a minute were lost): every picture and every click at its own time.
     clip = tmp_path / "numbered.ts"
     subprocess.run([ffmpeg.exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", PATTERN,
                     "-f", "lavfi", "-i", SOUND, "-t", "40", "-c:v", "libx264", "-preset", "ultrafast", "-g", "10",
@@ -166,6 +192,28 @@ def test_every_live_frame_and_sound_block_keeps_its_own_time_at_full_speed(tmp_p
     assert len(heard) >= 30
     lag = (heard - offsets.mean() + CLICK / 2) % CLICK - CLICK / 2  # 0: each click at its frame's time
     assert np.abs(lag).max() < 0.005, lag
+
+
+def test_live_pictures_do_not_wait_for_sound_that_starts_late(tmp_path):
+    # Pictures and sound are filtered apart: the pictures of an input whose sound starts later (or
+    # never) come at once, not when the first sound does.
+    clip = tmp_path / "late.ts"
+    subprocess.run([ffmpeg.exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                    f"{PATTERN},trim=duration=4", "-itsoffset", "3", "-f", "lavfi", "-i", f"{SOUND},atrim=duration=1",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mpegts", str(clip)], check=True)
+    blocks, began = [], time.monotonic()
+    connection = Connection(["-re", "-i", str(clip)], (W, H), False, 0, lambda _, sound: blocks.append(sound),
+                            threading.Event())
+    try:
+        frames = connection.frames(10, 10)
+        next(frames)
+        first_picture = time.monotonic() - began
+        rest = list(frames)
+    finally:
+        connection.close()
+    assert first_picture < 1.5, first_picture
+    assert len(rest) == 4 * FPS - 1
+    assert blocks and abs(blocks[0].time - rest[0][1] - 3 + 1 / FPS) < 0.05  # the sound at its own time
 
 
 def test_live_sound_lost_or_repeated_on_the_way_keeps_each_click_at_its_time(tmp_path):

@@ -149,6 +149,7 @@ class Connection:
         self.header = []  # what ffmpeg says of the input, up to its stream mapping
         self.no_audio = False
         self._output = None
+        self._last_stamp = None
         shown = "scale='trunc(iw*sar/2)*2':'trunc(ih/2)*2',setsar=1"  # square pixels, even size
         if self.full_size:  # a reconnection keeps the first connection's size, whatever comes now
             shown = f"scale={self.full_size[0]}:{self.full_size[1]},setsar=1"
@@ -162,11 +163,6 @@ class Connection:
             graph = f"[0:v:0]{shown},split[t][f];[t]{tile_chain}[tile]"
         else:
             graph = f"[0:v:0]{shown},{tile_chain}[tile]"
-        if audio_track is not None:
-            # In the pictures' graph: one thread prints both kinds of stamp, so neither breaks the
-            # other's line (ffmpeg.Log). An input without this track ends at once ("matches no streams").
-            graph += (f";[0:a:{audio_track}]aresample={SOUND_RATE},aformat=sample_fmts=s16:channel_layouts=stereo,"
-                      f"asettb=1/{SOUND_RATE},ashowinfo[sound]")
         cmd += ["-filter_complex", graph, "-map", "[tile]", *raw, "pipe:1"]
         fds = []
         if full:
@@ -174,8 +170,14 @@ class Connection:
             cmd += ["-map", "[f]", *raw, f"pipe:{full_write}"]
             fds.append(full_write)
         if audio_track is not None:
+            # A graph (a thread) of its own: in the pictures' graph, no picture would come out
+            # before the first sound did, and none at all from an input whose sound never starts.
+            # Its stamp lines and the pictures' may then break each other: ffmpeg.Log mends that.
             audio_read, audio_write = os.pipe()
-            cmd += ["-map", "[sound]", "-c:a", "pcm_s16le", "-f", "s16le", "-flush_packets", "1", f"pipe:{audio_write}"]
+            chain = (f"aresample={SOUND_RATE},aformat=sample_fmts=s16:channel_layouts=stereo,"
+                     f"asettb=1/{SOUND_RATE},ashowinfo")
+            cmd += ["-map", f"0:a:{audio_track}?", "-af", chain, "-c:a", "pcm_s16le", "-f", "s16le",
+                    "-flush_packets", "1", f"pipe:{audio_write}"]
             fds.append(audio_write)
         # A session of its own: Ctrl-C in the terminal reaches us alone, and we close ffmpeg in order.
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
@@ -206,15 +208,21 @@ class Connection:
             self.no_audio = True
 
     def _read_sound(self):
+        end = None  # where the last block ended
         while True:
             stamp = self.log.sound_stamps.get()
-            if stamp is None:
+            if stamp is None:  # ffmpeg ended; sound left in the pipe lost its line: it follows on
+                rest = self.audio_stream.read()
+                usable = len(rest or b"") // SOUND_BYTES * SOUND_BYTES
+                if usable and end is not None:
+                    self.on_sound(self, Sound(end, rest[:usable]))
                 return
             seconds, samples = stamp
             data = ffmpeg.read_exactly(self.audio_stream, (samples * SOUND_BYTES,))
             if data is None:
                 return
             self.on_sound(self, Sound(seconds, data.tobytes()))
+            end = seconds + samples / SOUND_RATE
 
     def reason(self):
         return ffmpeg.complaint(list(self.log.lines))
@@ -247,12 +255,21 @@ class Connection:
     def _stamp(self):
         """The frame's time and duration. ffmpeg prints a frame's showinfo line before it writes the
         frame, so it comes once the log's thread has run, however long the interpreter kept it
-        waiting (TensorFlow's import holds it for seconds); None when ffmpeg's stderr ended or we stop."""
+        waiting (TensorFlow's import holds it for seconds). A frame still here when ffmpeg's stderr
+        has ended lost its line (ffmpeg.Log): it follows the last one. None when we stop."""
         while not self.stopping.is_set():
             try:
-                return self.log.stamps.get(timeout=0.2)
+                stamp = self.log.stamps.get(timeout=0.2)
             except queue.Empty:
-                pass
+                continue
+            if stamp is None:
+                self.log.stamps.put(None)  # for the next frame too
+                if self._last_stamp is None:
+                    return None
+                seconds, duration = self._last_stamp
+                stamp = (seconds + (duration or 0.04), duration)
+            self._last_stamp = stamp
+            return stamp
         return None
 
     def close(self):
