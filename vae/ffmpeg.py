@@ -42,8 +42,8 @@ class Log(threading.Thread):
     ffmpeg prints such a line in several pieces, and a piece from another thread (another filter
     graph, a decoder's warning) can land inside it and take its line away: a stamp that the
     frame numbers (`n:`) say is missing is put back, next to its neighbours, so that no picture
-    or sound is ever paired with another's time. (Keep showinfo and ashowinfo in one filter
-    graph, one thread: that alone loses none.)
+    or sound is ever paired with another's time. (In one filter graph, one thread, none would be
+    lost, but the pictures would wait for the first sound: see decode.Connection.)
     """
     PICTURE = re.compile(r"Parsed_showinfo.*?\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s.*?duration:\s*(-?\d+)")
     SOUND = re.compile(r"Parsed_ashowinfo.*?\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s.*?\brate:\s*(\d+).*?\bnb_samples:\s*(\d+)")
