@@ -17,7 +17,7 @@ from conftest import ROOT, assert_error_before_tensorflow, assert_one_line_error
 from vae import ffmpeg, probe
 from vae.sinks import LiveSink
 from vae.sources import LiveSound
-from vae.decode import SOUND_CHANNELS, SOUND_RATE, Connection, Sound, read_frames
+from vae.decode import SOUND_BYTES, SOUND_CHANNELS, SOUND_RATE, Connection, Sound, read_frames
 
 W, H, FPS, BITS = 160, 90, 25, 8
 # Frame N shows N in binary as 8 vertical bars (bit k bright in bar k): it survives two H.264
@@ -122,10 +122,13 @@ def clicks(path):
     pcm = subprocess.run([ffmpeg.exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-copyts",
                           "-i", str(path), "-map", "0:a:0", "-af", "aresample=async=1:first_pts=0", "-ac", "1",
                           "-ar", "48000", "-f", "s16le", "-"], capture_output=True, check=True).stdout
-    x = np.abs(np.frombuffer(pcm, np.int16).astype(np.float32) / 32768)
-    loud = np.flatnonzero(x > 0.4)
-    onsets = loud[np.concatenate([[True], np.diff(loud) > 4800])]  # a click, then at least 0.1 s of tone
-    return onsets / 48000
+    return click_onsets(np.frombuffer(pcm, np.int16)) / 48000
+
+
+def click_onsets(samples):
+    """The sample numbers (48 kHz, 16-bit) where a click starts: loud, after at least 0.1 s of tone."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.float32) / 32768) > 0.4)
+    return loud[np.concatenate([[True], np.diff(loud) > 4800])]
 
 
 def busy(count):
@@ -183,10 +186,9 @@ def test_every_live_frame_and_sound_block_keeps_its_own_time_at_full_speed(tmp_p
     time.sleep(0.5)  # the sound's reader: to the pipe's end
     pcm = np.frombuffer(b"".join(b.data for b in blocks), np.int16).reshape(-1, SOUND_CHANNELS)[:, 0]
     starts = np.array([b.time for b in blocks])
-    lengths = np.array([len(b.data) // (2 * SOUND_CHANNELS) for b in blocks])
+    lengths = np.array([len(b.data) // SOUND_BYTES for b in blocks])
     assert np.abs(np.diff(starts) - lengths[:-1] / SOUND_RATE).max() < 1e-4  # back to back
-    loud = np.flatnonzero(np.abs(pcm) > 0.4 * 32768)
-    onsets = loud[np.concatenate([[True], np.diff(loud) > 4800])]
+    onsets = click_onsets(pcm)
     block_of = np.searchsorted(np.cumsum(lengths), onsets, side="right")
     heard = starts[block_of] + (onsets - np.concatenate([[0], np.cumsum(lengths)])[block_of]) / SOUND_RATE
     assert len(heard) >= 30

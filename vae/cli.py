@@ -144,6 +144,21 @@ def raise_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
+@contextlib.contextmanager
+def signals_handled(handler):
+    """Ctrl-C and SIGTERM go to `handler` (a function, or signal.SIG_IGN) inside, and back to
+    what they were after; on the main thread only (elsewhere signals are not ours)."""
+    try:
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        previous = {}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
 class StopRequest:
     """Turns SIGINT and SIGTERM into a flag (`signum`) that a loop checks at points of its own
     choosing. Raised from a signal handler, KeyboardInterrupt can land inside a library that
@@ -155,10 +170,8 @@ class StopRequest:
         self.signum, self.note = None, note
 
     def __enter__(self):
-        try:
-            self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        except ValueError:  # not the main thread
-            self.previous = {}
+        self._handled = signals_handled(self.handle)
+        self._handled.__enter__()
         return self
 
     def handle(self, signum, frame):
@@ -169,8 +182,7 @@ class StopRequest:
             self.note(signum)
 
     def __exit__(self, *exc):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
+        return self._handled.__exit__(*exc)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ source decodes on a third ahead of them, so the models never wait on video I/O.
 """
 import signal
 
-from vae.cli import StopRequest
+from vae.cli import StopRequest, signals_handled
 from vae.pipeline import Consumer
 
 
@@ -65,13 +65,13 @@ def run(source, styler, sinks, observers=(), interrupt_ends=False):
             if not interrupt_ends:
                 raise
             stopped = "interrupted"
-        with _uninterrupted():  # a second Ctrl-C must not cut the output's ending short
+        with signals_handled(signal.SIG_IGN):  # a second Ctrl-C must not cut the output's ending short
             source.close()
             writer.finish()
             for sink in sinks:
                 sink.close()
     except BaseException:
-        with _uninterrupted():
+        with signals_handled(signal.SIG_IGN):
             source.close()
             writer.abandon()
             for sink in sinks:
@@ -82,20 +82,6 @@ def run(source, styler, sinks, observers=(), interrupt_ends=False):
             observer.tick(source)
             observer.close()
     return stopped
-
-
-class _uninterrupted:
-    """Ctrl-C and SIGTERM ignored inside (on the main thread; elsewhere signals are not ours)."""
-
-    def __enter__(self):
-        try:
-            self.previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-        except ValueError:  # not the main thread
-            self.previous = {}
-
-    def __exit__(self, *exc):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
 
 
 class Tally(Observer):
