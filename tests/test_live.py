@@ -136,6 +136,16 @@ def busy(count):
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
+def bounded(seconds):
+    """A stop event that sets itself after `seconds`: a connection read in the test's own process
+    ends then, and the test fails instead of waiting for ever."""
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.daemon = True
+    timer.start()
+    return stop
+
+
 def test_a_stamp_line_broken_by_another_threads_is_put_back():
     # Lines as ffmpeg printed them when two threads' pieces met: picture 1's line went into sound
     # 1's, and sound 3's into picture 3's. Each lost stamp comes back, in its place.
@@ -171,13 +181,13 @@ def test_every_live_frame_and_sound_block_keeps_its_own_time_at_full_speed(tmp_p
     subprocess.run([ffmpeg.exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", PATTERN,
                     "-f", "lavfi", "-i", SOUND, "-t", "40", "-c:v", "libx264", "-preset", "ultrafast", "-g", "10",
                     "-crf", "10", "-c:a", "aac", str(clip)], check=True)
-    blocks = []
-    connection = Connection(["-i", str(clip)], (W, H), True, 0, lambda _, sound: blocks.append(sound),
-                            threading.Event())
+    blocks, stop = [], bounded(60)
+    connection = Connection(["-i", str(clip)], (W, H), True, 0, lambda _, sound: blocks.append(sound), stop)
     try:
         frames = list(connection.frames(30, 30))
     finally:
         connection.close()
+    assert not stop.is_set(), "the connection was still reading after 60 s"
     assert len(frames) == 40 * FPS
     numbers = indices([tile for tile, _, _, _ in frames])
     assert numbers == [n % 256 for n in range(len(frames))]
@@ -203,9 +213,8 @@ def test_live_pictures_do_not_wait_for_sound_that_starts_late(tmp_path):
     subprocess.run([ffmpeg.exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
                     f"{PATTERN},trim=duration=4", "-itsoffset", "3", "-f", "lavfi", "-i", f"{SOUND},atrim=duration=1",
                     "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mpegts", str(clip)], check=True)
-    blocks, began = [], time.monotonic()
-    connection = Connection(["-re", "-i", str(clip)], (W, H), False, 0, lambda _, sound: blocks.append(sound),
-                            threading.Event())
+    blocks, began, stop = [], time.monotonic(), bounded(60)
+    connection = Connection(["-re", "-i", str(clip)], (W, H), False, 0, lambda _, sound: blocks.append(sound), stop)
     try:
         frames = connection.frames(10, 10)
         next(frames)
@@ -213,6 +222,7 @@ def test_live_pictures_do_not_wait_for_sound_that_starts_late(tmp_path):
         rest = list(frames)
     finally:
         connection.close()
+    assert not stop.is_set(), "the connection was still reading after 60 s"
     assert first_picture < 1.5, first_picture
     assert len(rest) == 4 * FPS - 1
     assert blocks and abs(blocks[0].time - rest[0][1] - 3 + 1 / FPS) < 0.05  # the sound at its own time
