@@ -32,10 +32,12 @@ EXPORT_KINDS = textwrap.dedent("""
             shapes = (height, width, 3), (codes,)
         else:
             filters, kernels = model.spatial_layers(d)
-            # Both decoders a spatial run may have: an earlier run's (resize) and a new one's (shuffle).
+            # The decoders a spatial run may have: a new run's (resizing at the lower size, mirrored)
+            # and an earlier one's (sub-pixel inner stages, resizing at the doubled size).
             vae = model.build_vae(model.VAEConfig(width, height, codes, latent="spatial", downsample=d,
                                                   filters=filters, kernels=kernels,
-                                                  upsample="shuffle" if d == 16 else "resize"))
+                                                  upsample="shuffle" if d == 16 else "resize",
+                                                  resize_border="zeros" if d == 16 else "mirror"))
             shapes = (None, None, 3), (None, None, codes)
         net = refiner.build_refiner(refiner.RefinerConfig(width, height, 8, 1), any_size=d is not None)
         export.save("encoder", vae.encoder, shapes[0], f"{out}/{name}")

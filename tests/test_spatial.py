@@ -1,6 +1,7 @@
 """Spatial codes (train_vae.py --latent spatial): a code map, fully convolutional models that run
 at any size, and everything downstream of them (export, safety, evaluation, reports)."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,18 +25,22 @@ def ceil_div(a, b):
     return -(-a // b)
 
 
-@pytest.mark.parametrize("size,upsample", [((64, 36), "shuffle"), ((128, 72), "shuffle"), ((77, 45), "shuffle"),
-                                           ((77, 45), "resize")])
-def test_shapes_at_any_size(size, upsample):
+@pytest.mark.parametrize("size,upsample,border", [((64, 36), "shuffle", "zeros"), ((128, 72), "shuffle", "zeros"),
+                                                  ((77, 45), "shuffle", "zeros"), ((77, 45), "resize", "zeros"),
+                                                  ((77, 45), "resize", "mirror"), ((64, 36), "shuffle", "mirror")])
+def test_shapes_at_any_size(size, upsample, border):
     """One spatial VAE and refiner, built once, at tile sizes that are and are not multiples of d,
-    with a new run's decoder (sub-pixel convolutions) and an earlier run's (resize, convolve)."""
+    with each decoder a run may hold: resizing then convolving (at the lower size with a mirrored
+    border, as new runs do, or at the doubled size with zeros, as earlier runs did), and sub-pixel
+    inner stages (--upsample shuffle)."""
     from vae import model, refiner
     width, height = size
     filters, kernels = spatial_layers(D)
     vae = model.build_vae(VAEConfig(64, 36, codes=CHANNELS, latent="spatial", filters=filters,
-                                            kernels=kernels, upsample=upsample))
+                                    kernels=kernels, upsample=upsample, resize_border=border))
     kinds_of_layer = {type(layer).__name__ for layer in vae.decoder.layers}
-    assert ("DepthToSpace2x" in kinds_of_layer) == (upsample == "shuffle") and "Upsample2x" in kinds_of_layer
+    assert ("DepthToSpace2x" in kinds_of_layer) == (upsample == "shuffle")
+    assert ("Upsample2x" in kinds_of_layer) == (border == "zeros") != ("ResizeConv2D" in kinds_of_layer)
     x = np.random.default_rng(0).random((2, height, width, 3), np.float32)
     mean, log_var = vae.encoder(x)
     code = (2, ceil_div(height, D), ceil_div(width, D), CHANNELS)
@@ -60,6 +65,7 @@ def test_config_kinds(tmp_path):
     new = configs.load_config(str(tmp_path), kinds.find("vae"))
     # A spatial run from before the sub-pixel decoder keeps the decoder its checkpoint holds.
     assert (new.latent, new.downsample, new.filters, new.upsample) == ("spatial", 4, (8, 16), "resize")
+    assert new.resize_border == "zeros"  # and the border its decoder learned with
     for bad, fragment in (({"latent": "pixels"}, "latent"), ({"latent": 3}, "latent"), ({"downsample": 6}, "downsample")):
         path.write_text(json.dumps({"model": "vae", "width": 64, "height": 36, **bad}))
         with pytest.raises(UserError) as e:
@@ -67,12 +73,58 @@ def test_config_kinds(tmp_path):
         assert fragment in str(e.value) and str(path) in str(e.value)
 
 
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_resizing_convolution_at_the_lower_size_is_resize_mirror_convolve(kernel_size):
+    """A new decoder's stage, computed at the lower size, against what it stands for, done the
+    long way: TensorFlow's bilinear 2x resize, a mirrored border, then the convolution."""
+    import tensorflow as tf
+    from vae import model
+    for shape in ((2, 9, 13, 5), (1, 4, 6, 5)):
+        layer = model.ResizeConv2D(7, kernel_size, use_bias=True)
+        x = tf.random.stateless_normal(shape, seed=(1, kernel_size))
+        layer.build(shape)
+        layer.bias.assign(tf.range(7, dtype=tf.float32))  # a bias that is not zeros, to be added once
+        got = layer(x)
+        r = kernel_size // 2
+        resized = tf.image.resize(x, (2 * shape[1], 2 * shape[2]), method="bilinear")
+        mirrored = tf.pad(resized, [[0, 0], [r, r], [r, r], [0, 0]], "SYMMETRIC")
+        expected = tf.nn.conv2d(mirrored, layer.kernel, 1, "VALID") + layer.bias
+        assert got.shape == expected.shape == (shape[0], 2 * shape[1], 2 * shape[2], 7)
+        assert np.abs(np.asarray(got - expected)).max() < 1e-5 * np.abs(np.asarray(expected)).max()
+
+
+OLD_SPATIAL_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "old_spatial_run")
+
+
+def test_spatial_runs_from_before_the_lower_size_decoder_decode_as_before_and_resume(tmp_path, tiles):
+    """A spatial checkpoint written before the decoder's stages ran at the lower size
+    (tests/fixtures/old_spatial_run) exports to the same pictures that code gave, and resumes."""
+    import tensorflow as tf
+    data = str(tiles.parent / "*.tfrecord.gz")
+    vae = tmp_path / "vae"
+    shutil.copytree(os.path.join(OLD_SPATIAL_RUN, "vae"), vae)
+    assert "resize_border" not in json.loads((vae / "config.json").read_text())
+    run_script("export_graphs.py", "--vae", vae, "--out", tmp_path / "models")
+    expected = np.load(os.path.join(OLD_SPATIAL_RUN, "expected.npz"))
+    images = np.random.default_rng(0).random((2, 36, 64, 3), np.float32)
+    encoder = tf.saved_model.load(str(tmp_path / "models" / "encoder"))
+    decoder = tf.saved_model.load(str(tmp_path / "models" / "decoder"))
+    mean = encoder.signatures["serving_default"](images=tf.constant(images))["mean"]
+    decoded = decoder.signatures["serving_default"](z=mean)["images"]
+    assert np.abs(mean.numpy() - expected["mean"]).max() < 1e-5
+    assert np.abs(decoded.numpy() - expected["decoded"]).max() < 1e-5  # borders included
+    result = run_script("train_vae.py", "--data", data, "--logdir", vae, "--steps", 6, "--batch-size", 8)
+    assert "resumed" in result.stderr and "at step 4" in result.stderr
+    assert tf.train.load_checkpoint(str(vae / "checkpoints")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 6
+    assert json.loads((vae / "config.json").read_text()).get("resize_border", "zeros") == "zeros"
+
+
 def test_spatial_training(spatial):
     config = json.loads((spatial["vae"] / "config.json").read_text())
     filters, kernels = spatial_layers(D)
     assert (config["latent"], config["downsample"], config["codes"]) == ("spatial", D, CHANNELS)
     assert (tuple(config["filters"]), tuple(config["kernels"])) == (filters, kernels)
-    assert config["upsample"] == "resize"  # the default decoder
+    assert (config["upsample"], config["resize_border"]) == ("resize", "mirror")  # a new run's decoder
     # Only --latent spatial was given: the kind's own defaults, not the global model's.
     assert (config["kl_weight"], config["learning_rate"]) == (0.05, 1e-3)
     scalars = event_scalars(spatial["vae"])

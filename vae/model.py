@@ -9,7 +9,8 @@ Two kinds, by `config.latent`:
 - spatial: the code is a map of `codes` channels at 1/downsample of the input's size. log2(d)
   strided convolutions with batch norm and ELU, then convolutions to `mean` and `log_var` maps;
   the decoder goes back up a factor of 2 at a time by resizing and then convolving (a
-  transposed convolution leaves a grid), or with `upsample` "shuffle" its inner stages by a
+  transposed convolution leaves a grid; a new run's decoder, `resize_border` "mirror", computes
+  each such stage at the lower size), or with `upsample` "shuffle" its inner stages by a
   convolution at the lower size giving each 2x2 block's four pixels (sub-pixel convolution,
   started as a nearest-neighbour upsample) and its last stage by resizing and a 3x3
   convolution (a sub-pixel last stage left a 2x2 grid in the picture). No dense layer, so
@@ -22,6 +23,7 @@ import math
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -159,6 +161,55 @@ class Upsample2x(layers.Layer):
         return (shape[0], *(None if d is None else 2 * d for d in shape[1:3]), shape[3])
 
 
+def resize_phases(kernel_size):
+    """[2, k, k]: for each output phase a (the even and the odd pixels of a 2x resize), how much
+    each tap t of a k-tap filter at the doubled size weighs on each tap s at the lower size.
+    A bilinear 2x resize (half-pixel centres) gives pixel 2i 0.75 of source i and 0.25 of i-1,
+    and pixel 2i+1 0.75 of i and 0.25 of i+1; a k-tap filter then reaches k taps of the source."""
+    r = kernel_size // 2
+    phases = np.zeros((2, kernel_size, kernel_size), np.float32)
+    sources = ({-1: 0.25, 0: 0.75}, {0: 0.75, 1: 0.25})
+    for a in (0, 1):
+        for t in range(-r, r + 1):
+            b = (a + t) % 2  # the resized pixel 2i+a+t is pixel 2(i+q)+b
+            q = (a + t - b) // 2
+            for j, weight in sources[b].items():
+                phases[a, q + j + r, t + r] += weight
+    return phases
+
+
+class ResizeConv2D(layers.Layer):
+    """A bilinear 2x resize, the border continued by mirroring, then a k x k convolution, computed
+    at the lower size. Resize and convolution are both linear, so each 2x2 block's four pixels
+    are a k x k convolution of the lower-size map with kernels made from the one learned kernel,
+    followed by depth to space: the same picture as resizing (no sub-pixel grid, since the four
+    kernels are tied), with the same multiply-adds, but without a full-size map of C channels to
+    write and read. A mirrored border (not zeros) is what makes the lower-size padding exact."""
+
+    def __init__(self, filters, kernel_size, use_bias=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.use_bias = filters, kernel_size, use_bias
+        self.phases = resize_phases(kernel_size)
+
+    def build(self, input_shape):
+        k = self.kernel_size
+        self.kernel = self.add_weight(shape=(k, k, input_shape[-1], self.filters), name="kernel",
+                                      initializer="glorot_uniform")
+        self.bias = self.add_weight(shape=(self.filters,), name="bias", initializer="zeros") if self.use_bias else None
+
+    def call(self, x):
+        k, r = self.kernel_size, self.kernel_size // 2
+        kernel = tf.cast(self.kernel, tf.float32)
+        x = tf.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], "SYMMETRIC")  # mirrored here is mirrored at 2x
+        kernels = tf.einsum("ysp,xtq,pqco->stcyxo", self.phases, self.phases, kernel)
+        kernels = tf.cast(tf.reshape(kernels, (k, k, -1, 4 * self.filters)), x.dtype)  # channel (dy*2+dx)*C + c
+        x = tf.nn.depth_to_space(tf.nn.conv2d(x, kernels, 1, "VALID"), 2)
+        return x + tf.cast(self.bias, x.dtype) if self.use_bias else x
+
+    def compute_output_shape(self, shape):
+        return (shape[0], *(None if d is None else 2 * d for d in shape[1:3]), self.filters)
+
+
 class DepthToSpace2x(layers.Layer):
     """Each position's 4*C channels laid out as its 2x2 block of C-channel pixels (sub-pixel
     convolution), for any input size."""
@@ -207,9 +258,12 @@ def build_spatial_decoder(config):
                               kernel_initializer=same_in_each_subpixel(keras.initializers.GlorotUniform()))(x)
             x = DepthToSpace2x(name=f"up{i}_depth_to_space")(x)
         else:  # resized, then convolved: at full size a sub-pixel stage left a 2x2 grid in the picture
-            x = Upsample2x(name=f"upsample{i}")(x)
             kernel = 3 if config.upsample == "shuffle" else kernels[i]
-            x = layers.Conv2D(out, kernel, padding="same", use_bias=last, name=f"up{i}")(x)
+            if config.resize_border == "mirror":
+                x = ResizeConv2D(out, kernel, use_bias=last, name=f"up{i}")(x)
+            else:  # runs from before 2026-12-07: the resized map padded with zeros
+                x = Upsample2x(name=f"upsample{i}")(x)
+                x = layers.Conv2D(out, kernel, padding="same", use_bias=last, name=f"up{i}")(x)
         if not last:
             x = FusedBatchNorm(momentum=SPATIAL_BN_MOMENTUM, name=f"up{i}_bn")(x)
             x = layers.ELU(name=f"up{i}_elu")(x)

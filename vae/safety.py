@@ -17,13 +17,14 @@ from vae.cli import UserError, warn
 # Every op export_graphs.py writes into the functions that tf.saved_model.load can call: the
 # Keras layers (convolutions, transposed convolutions, dense, batch norm at inference, ELU,
 # sigmoid, the refiner's clip, the spatial decoder's and the style refiner's bilinear upsampling,
-# a new spatial decoder's depth to space),
+# a new spatial decoder's depth to space, and its resizing convolutions computed at the lower size:
+# the kernels made by an einsum, the border mirrored),
 # mixed-precision casts, and variable reads. tests/test_safety.py exports every kind of model and
 # asserts that this is exactly the set they use.
 ALLOWED_OPS = frozenset({
-    "AddV2", "BiasAdd", "Cast", "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "DepthToSpace", "Elu",
-    "Identity",
-    "MatMul", "Maximum", "Minimum", "Mul", "NoOp", "Pack", "ReadVariableOp", "Reshape", "ResizeBilinear", "Rsqrt",
+    "AddV2", "BiasAdd", "Cast", "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "DepthToSpace", "Einsum",
+    "Elu", "Identity",
+    "MatMul", "Maximum", "Minimum", "MirrorPad", "Mul", "NoOp", "Pack", "ReadVariableOp", "Reshape", "ResizeBilinear", "Rsqrt",
     "Shape", "Sigmoid", "Squeeze", "StatefulPartitionedCall", "StridedSlice", "Sub",
 })
 # The saver that tf.saved_model.save adds: the graph's own nodes (variable handles, placeholders)

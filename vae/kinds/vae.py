@@ -13,7 +13,8 @@ DOWNSAMPLE = 8
 # A spatial VAE's own defaults where they differ from the fields' (the global model's), chosen by
 # the README's runs: a map has far fewer numbers per pixel to pay KL on, and trains well faster.
 SPATIAL_DEFAULTS = dict(codes=16, kl_weight=0.05)
-UPSAMPLES = ("resize", "shuffle")  # how a spatial decoder doubles its size; absent from config.json: resize
+UPSAMPLES = ("resize", "shuffle")
+RESIZE_BORDERS = ("zeros", "mirror")  # absent from config.json (runs before 2026-12-07): zeros  # how a spatial decoder doubles its size; absent from config.json: resize
 LEARNING_RATES = {"global": 2e-4, "spatial": 1e-3}
 
 
@@ -37,14 +38,19 @@ class VAEConfig:
     upsample: str = setting("resize", "spatial only: how the decoder doubles its size; resize: bilinear, then a "
                                       "convolution at the doubled size; shuffle: its inner stages by sub-pixel "
                                       "convolution (each 2x2 block's pixels from a convolution at the lower size) and "
-                                      "a 3x3 last stage, about twice as fast to train and run on a CPU",
+                                      "a 3x3 last stage",
                             architecture=True, choices=UPSAMPLES)
+    # How a spatial decoder's resize-then-convolve stages treat the border: a new run continues
+    # the resized map by mirroring, which lets the stage run at the lower size (vae/model.py).
+    resize_border: str = fixed("zeros")
 
     def __post_init__(self):
         if self.latent not in LATENTS:
             raise UserError(f"latent must be one of {', '.join(LATENTS)}, not {self.latent!r}")
         if self.upsample not in UPSAMPLES:
             raise UserError(f"upsample must be one of {', '.join(UPSAMPLES)}, not {self.upsample!r}")
+        if self.resize_border not in RESIZE_BORDERS:
+            raise UserError(f"resize_border must be one of {', '.join(RESIZE_BORDERS)}, not {self.resize_border!r}")
         if not is_power_of_two(self.downsample) or self.downsample < 2:
             raise UserError(f"downsample must be a power of two of at least 2, not {self.downsample}")
 
@@ -78,7 +84,7 @@ class VAE(configs.Kind):
         if latent == "spatial" and config.latent != "spatial":
             filters, kernels = spatial_layers(downsample or config.downsample)
             config = dataclasses.replace(config, latent="spatial", filters=filters, kernels=kernels,
-                                         **SPATIAL_DEFAULTS)
+                                         resize_border="mirror", **SPATIAL_DEFAULTS)
         config = super().configure(given, config, plan)
         for name in ("downsample", "upsample"):
             if given.get(name) is not None and config.latent != "spatial":
