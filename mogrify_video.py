@@ -79,8 +79,7 @@ def main(argv):
                                    preset=args.preset, crf=args.crf, codec_args=codec_args,
                                    decoder_args=decoder_args)
     if args.live or sources.is_live_input(args.input):
-        given = [name for name, value in (("--start", args.start), ("--duration", args.duration),
-                                          ("--render-size", args.render_size)) if value is not None]
+        given = [name for name, value in (("--start", args.start), ("--duration", args.duration)) if value is not None]
         given += (["--inset"] if args.inset else []) + (["--crop"] if args.crop not in ("auto", "none") else [])
         live_options = live.LiveOptions(args.input, args.output, args.source, args.reconnect, options.audio_track,
                                         args.batch_size or live.BATCH_SIZE, codec_args, args.crf, args.preset, given)

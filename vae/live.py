@@ -172,10 +172,13 @@ def render(options, models_dir, look, encoder_note=None, unsafe_models=False):
     cli.raise_on_sigterm()
     found, known = check_request(options, models_dir, look)
     spatial = found[0].get("latent", "global") == "spatial"
-    # A global model sees tiles (and --detail the shown picture beside them); a spatial one the shown picture.
+    # A global model sees tiles (and --detail the shown picture beside them); a spatial one the
+    # shown picture at the scale it learned (or fitted into --render-size), as a file's render does.
     tile = None if spatial else (found[0]["width"], found[0]["height"])
+    render_size = (lambda shown: mogrify.spatial_render_size(shown, found[0].get("render_scale"), look)) \
+        if spatial else None
     source = sources.LiveSource(options.input, tile, full=bool(look.detail), audio_track=options.audio_track,
-                                reconnect=options.reconnect, depth=options.batch_size)
+                                reconnect=options.reconnect, depth=options.batch_size, render_size=render_size)
     try:
         if not source.rehearsal:  # a camera or stream opens while TensorFlow loads; a refusal is said first
             source.start().wait_ready(QUICK_FAILURE_SECONDS["called" if sources.calls_out(options.input) else "local"])
@@ -185,10 +188,6 @@ def render(options, models_dir, look, encoder_note=None, unsafe_models=False):
         if encoder_note:
             info(encoder_note)
         models = export.Models(models_dir, unsafe=unsafe_models, found=found)
-        if models.render_scale:  # the source hands over the shown picture, which the render then takes as it is
-            info(f"live: rendered at the frame's own size; the model's render scale {models.render_scale:g} "
-                 "applies to files")
-            models.render_scale = None
         session = mogrify.Session(models, known, look, options.batch_size)
         # A trained source's mean, or (None) a running mean of the input's own codes; keyframes
         # count from the run's first frame.
@@ -205,7 +204,9 @@ def render(options, models_dir, look, encoder_note=None, unsafe_models=False):
                               codec_args=options.codec_args, crf=options.crf, preset=options.preset)
         if source.rehearsal:
             source.start().wait_ready()
-        info(f"live: {options.input} ({shown[0]}x{shown[1]}{', with sound' if source.has_audio else ''}) -> "
+        rendered = f", rendered at {styler.render_size[0]}x{styler.render_size[1]}{session.scale_note()}" \
+            if spatial and styler.render_size != shown else ""
+        info(f"live: {options.input} ({shown[0]}x{shown[1]}{', with sound' if source.has_audio else ''}{rendered}) -> "
              f"{options.output}, shift from {options.source or 'its own running mean'} toward {session.style!r} "
              f"({look.describe()}); Ctrl-C ends it")
         meter = Meter()

@@ -111,6 +111,18 @@ def fit(size, box, even_sides=True, scale=1.0):
     return (width - width % 2, height - height % 2) if even_sides else (width, height)
 
 
+def spatial_render_scale(learned, look):
+    """A spatial model's render scale without --render-size: the scale its footage was cut at
+    (model.json's render_scale, `learned`), else 1; None with --render-size."""
+    return (learned or 1.0) if look.render_size is None else None
+
+
+def spatial_render_size(shown, learned, look, even_sides=True):
+    """The size a spatial model renders a frame shown at `shown` at (also before TensorFlow
+    loads: a live source scales its pictures to it)."""
+    return fit(shown, look.render_size, even_sides, spatial_render_scale(learned, look) or 1.0)
+
+
 def default_batch_size():
     import tensorflow as tf
     return 64 if tf.config.list_physical_devices("GPU") else 16
@@ -232,14 +244,14 @@ class Session:
     def render_scale(self):
         """The share of the frame's shown size that a spatial model renders at without
         --render-size: the scale its footage was cut at (model.json's render_scale), else 1."""
-        return (self.models.render_scale or 1.0) if self.spatial and self.look.render_size is None else None
+        return spatial_render_scale(self.models.render_scale, self.look) if self.spatial else None
 
     def render_size(self, shown, even_sides=True):
         """The size the models see for a frame shown at `shown`: a spatial model's is the frame's
         own times its render scale (or fitted into --render-size), a global model's the tile."""
         if not self.spatial:
             return self.tile_size
-        return fit(shown, self.look.render_size, even_sides, self.render_scale or 1.0)
+        return spatial_render_size(shown, self.models.render_scale, self.look, even_sides)
 
     def scale_note(self):
         """How the render size was chosen, for the info line: a learned render scale is named."""

@@ -161,8 +161,9 @@ class LiveSource:
     waits in `sound` (LiveSound) on the frames' clock.
     """
 
-    def __init__(self, text, tile, full=False, audio_track=0, reconnect=10.0, depth=8):
+    def __init__(self, text, tile, full=False, audio_track=0, reconnect=10.0, depth=8, render_size=None):
         self.text, self.tile, self.full, self.reconnect, self.depth = text, tile, full, reconnect, depth
+        self.render_size = render_size  # without a tile: the shown size -> the size the model sees
         self.audio_track = audio_track
         self.device = capture_device(text)
         self.rehearsal = not is_live_input(text)  # a file, read at its own rate: its end is the end
@@ -233,6 +234,15 @@ class LiveSource:
         if self.producer:
             self.producer.close()
 
+    def _scaled(self, shown):
+        """(the picture at the render size, the shown one when --detail needs it) from the shown
+        picture; shrunk by area, as ffmpeg shrinks a file's frames (cv2 leaves the GIL meanwhile)."""
+        import cv2
+        width, height = self.render_size((shown.shape[1], shown.shape[0]))
+        if (width, height) == (shown.shape[1], shown.shape[0]):
+            return shown, None
+        return cv2.resize(shown, (width, height), interpolation=cv2.INTER_AREA), (shown if self.full else None)
+
     def _connect(self, audio_track):
         # A reconnection keeps the first connection's shown size (the styler and the sink have it).
         full = self.size if ((self.full or self.tile is None) and self.size) else self.full
@@ -284,6 +294,8 @@ class LiveSource:
                         t = pts + connection.offset
                     last = t
                     self.read += 1
+                    if self.tile is None and self.render_size:  # a spatial model at its render scale
+                        image, full = self._scaled(image)
                     yield decode.Frame(index, image, t, duration, full, arrived)
                     index += 1
             finally:
