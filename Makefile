@@ -57,7 +57,7 @@ $(STAMP): requirements.txt
 # took the suite from 917 s to 859 s, the CPU busy 196 % of the time.
 TEST_WORKERS = $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else os.cpu_count() + 1)')
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15 tests
 
 demo: $(STAMP)
 	rm -rf $(DEMO)/log $(DEMO)/models $(DEMO)/media $(DEMO)/data $(DEMO)/renders
