@@ -395,6 +395,11 @@ def test_a_file_with_live_is_a_rehearsal_read_at_its_own_rate(evaluated, media, 
     assert meta.has_audio and (meta.width, meta.height) == (source.width, source.height)
 
 
+def nearest_errors(frames, candidates):
+    """Each frame's mean squared error to the candidate it is closest to (a live run may drop frames)."""
+    return [min(np.mean((f.astype(float) - c) ** 2) for c in candidates) for f in frames]
+
+
 def test_a_spatial_model_renders_live_at_the_frame_size(spatial, media, tmp_path):
     """A spatial model live sees the shown picture itself (no tiles): with --detail 1 and alpha =
     beta = 0 every output frame is an input frame, at the input's size."""
@@ -409,7 +414,7 @@ def test_a_spatial_model_renders_live_at_the_frame_size(spatial, media, tmp_path
     # Some frames may be dropped, by design, when the suite's other worker keeps a core busy
     # (24 and 31 of 40 were seen then, 40 alone); what matters here is that those written are the input's.
     assert (meta.width, meta.height) == (160, 90) and len(frames) >= 0.5 * len(sent)
-    errors = [min(np.mean((f.astype(float) - s) ** 2) for s in sent) for f in frames]
+    errors = nearest_errors(frames, sent)
     assert 10 * np.log10(255 ** 2 / max(np.median(errors), 1e-9)) > 30
 
 
@@ -433,7 +438,6 @@ def test_a_spatial_model_renders_live_at_its_render_scale_as_a_file_does(spatial
         decode(media["clip"])
     assert (meta.width, meta.height) == (160, 90) and len(live) >= 0.5 * len(rendered)
     # Each live frame is the file's render of some frame (x264 apart), and not the input.
-    to_render = [min(np.mean((f.astype(float) - r) ** 2) for r in rendered) for f in live]
-    to_input = [min(np.mean((f.astype(float) - s) ** 2) for s in sent) for f in live]
+    to_render, to_input = nearest_errors(live, rendered), nearest_errors(live, sent)
     assert 10 * np.log10(255 ** 2 / np.median(to_render)) > 35, np.median(to_render)
     assert np.median(to_input) > 4 * np.median(to_render)

@@ -154,7 +154,8 @@ class LiveSource:
     """Frames of a stream, a capture device or (a rehearsal) a file read at its own rate.
 
     One ffmpeg process per connection (decode.Connection) with low-latency input flags gives the
-    tile-size picture, the shown picture (`full`, for --detail) and the sound; frames carry their
+    tile-size picture, the shown picture (`full`, for --detail) and the sound, or without a tile
+    (a spatial model) the shown picture shrunk to `render_size(shown)`; frames carry their
     arrival time. A connection that stops delivering is dropped and opened again for up to
     `reconnect` seconds. start() begins reading behind a drop-oldest queue of `depth` frames;
     wait_ready() returns once the first frame is in, or raises a one-line UserError. The sound
@@ -163,7 +164,7 @@ class LiveSource:
 
     def __init__(self, text, tile, full=False, audio_track=0, reconnect=10.0, depth=8, render_size=None):
         self.text, self.tile, self.full, self.reconnect, self.depth = text, tile, full, reconnect, depth
-        self.render_size = render_size  # without a tile: the shown size -> the size the model sees
+        self.render_size = render_size  # a spatial model's (no tile): the shown size -> the size it sees
         self.audio_track = audio_track
         self.device = capture_device(text)
         self.rehearsal = not is_live_input(text)  # a file, read at its own rate: its end is the end
@@ -294,7 +295,7 @@ class LiveSource:
                         t = pts + connection.offset
                     last = t
                     self.read += 1
-                    if self.tile is None and self.render_size:  # a spatial model at its render scale
+                    if self.render_size:  # a spatial model at its render scale
                         image, full = self._scaled(image)
                     yield decode.Frame(index, image, t, duration, full, arrived)
                     index += 1

@@ -13,8 +13,8 @@ DOWNSAMPLE = 8
 # A spatial VAE's own defaults where they differ from the fields' (the global model's), chosen by
 # the README's runs: a map has far fewer numbers per pixel to pay KL on, and trains well faster.
 SPATIAL_DEFAULTS = dict(codes=16, kl_weight=0.05)
-UPSAMPLES = ("resize", "shuffle")
-RESIZE_BORDERS = ("zeros", "mirror")  # absent from config.json (runs before 2026-12-07): zeros  # how a spatial decoder doubles its size; absent from config.json: resize
+UPSAMPLES = ("resize", "shuffle")  # how a spatial decoder doubles its size; absent from config.json: resize
+RESIZE_BORDERS = ("zeros", "mirror")  # absent from config.json (runs before 2026-12-07): zeros
 LEARNING_RATES = {"global": 2e-4, "spatial": 1e-3}
 
 
