@@ -62,7 +62,7 @@ def best_rate(fn, work, repeats=3):
     return work / min(times)
 
 
-def matmul_flops(n=2048):
+def matmul_flops(n=2048, repeats=10):
     """The machine's best float32 matmul rate: the best of several warm runs (a shared machine's
     first and slowest runs say more about the neighbours than about the cores)."""
     a = tf.random.normal([n, n])
@@ -77,7 +77,7 @@ def matmul_flops(n=2048):
 
     for _ in range(2):
         run().numpy()
-    return best_rate(lambda: run().numpy(), 4 * 2 * n ** 3, repeats=10)
+    return best_rate(lambda: run().numpy(), 4 * 2 * n ** 3, repeats=repeats)
 
 
 def write_tiles(folder, width, height, count, shards):
@@ -217,6 +217,30 @@ def spatial_flops(vae, config, width, height):
 
 def spatial_training_rate(height, width, batch, steps, upsample="shuffle", resize_border="mirror"):
     """Tiles/s of a spatial VAE's train step (16 channels at 1/8) and its FLOPs per tile."""
+    run, tiles, flops = spatial_training_steps(height, width, batch, steps, upsample, resize_border)
+    return best_rate(run, tiles, repeats=2), flops
+
+
+def alternated_share(run, work, flops, rounds):
+    """run() (`work` items of `flops` each) against the matmul rate, the two alternated `rounds`
+    times: this machine's speed drifts by a tenth within minutes, so a share against a matmul
+    rate taken minutes before moved by as much as the gaps it was to show. Returns the pooled
+    share (all items over all seconds, against the mean matmul rate), each round's share and the
+    pooled rate."""
+    matmuls, seconds = [], []
+    for _ in range(rounds):
+        matmuls.append(matmul_flops(repeats=3))
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    rate = rounds * work / sum(seconds)
+    shares = [work / s * flops / m for s, m in zip(seconds, matmuls)]
+    return rate * flops / (sum(matmuls) / rounds), shares, rate
+
+
+def spatial_training_steps(height, width, batch, steps, upsample="shuffle", resize_border="mirror"):
+    """(run, tiles, flops): run() takes `steps` train steps of a spatial VAE (16 channels at 1/8)
+    on `batch` tiles, traced and warm; `flops` per tile."""
     import keras
     config = spatial_config(width, height, upsample=upsample, resize_border=resize_border)
     vae = model.build_vae(config)
@@ -230,7 +254,8 @@ def spatial_training_rate(height, width, batch, steps, upsample="shuffle", resiz
             finite = step(data)
         bool(finite)
 
-    return best_rate(run, steps * batch, repeats=2), 3 * spatial_flops(vae, config, width, height)
+    run()
+    return run, steps * batch, 3 * spatial_flops(vae, config, width, height)
 
 
 def export_untrained_spatial(folder, width, height, upsample="shuffle", resize_border="mirror"):
@@ -247,6 +272,11 @@ def export_untrained_spatial(folder, width, height, upsample="shuffle", resize_b
 def spatial_frame_rate(models, width, height, batch, calls):
     """Frames/s of the exported spatial encoder and decoder, batched, on width x height frames
     (the render's model step at the frame's own size, without a refiner)."""
+    return best_rate(spatial_frame_steps(models, width, height, batch, calls), batch * calls)
+
+
+def spatial_frame_steps(models, width, height, batch, calls):
+    """run(): `calls` batches of the exported spatial encoder and decoder, traced and warm."""
     frames = tf.cast(tf.random.uniform([batch, height, width, 3], maxval=255), tf.uint8)
 
     @tf.function
@@ -254,7 +284,12 @@ def spatial_frame_rate(models, width, height, batch, calls):
         mean, _ = models.encode(tf.cast(frames, tf.float32) / 255.0)
         return models.decode(mean, size=(width, height))
 
-    return best_rate(lambda: [step(frames).numpy() for _ in range(calls)], batch * calls)
+    def run():
+        for _ in range(calls):
+            step(frames).numpy()
+
+    run()
+    return run
 
 
 def measure_spatial(results, width, height, work, quick, say):
@@ -275,13 +310,19 @@ def measure_spatial(results, width, height, work, quick, say):
     # lower size, mirrored border) and as runs before 2026-12-07 have it (resized, then convolved).
     for key, border in (("spatial_resize", "mirror"), ("spatial_resize_zeros", "zeros")):
         say(f"spatial training and encoder+decoder at 1280x720, --upsample resize, {border} border ...")
-        rate, flops = spatial_training_rate(height, width, batch=16, steps=3 if quick else 6, upsample="resize",
-                                            resize_border=border)
-        results[f"{key}_train_share_of_matmul"] = rate * flops / (results["matmul_gflops"] * 1e9)
+        run, tiles, flops = spatial_training_steps(height, width, batch=16, steps=3 if quick else 6,
+                                                   upsample="resize", resize_border=border)
+        share, shares, rate = alternated_share(run, tiles, flops, rounds=3 if quick else 5)
+        results[f"{key}_train_share_of_matmul"] = share
+        results[f"{key}_train_round_shares"] = [round(v, 3) for v in shares]
+        results[f"{key}_train_tiles_per_s"] = rate
         flops_at = export_untrained_spatial(os.path.join(work, key), width, height, "resize", border)
-        fps = spatial_frame_rate(export.Models(os.path.join(work, key)), 1280, 720, 2, calls=2 if quick else 4)
+        calls = 2 if quick else 4
+        run = spatial_frame_steps(export.Models(os.path.join(work, key)), 1280, 720, 2, calls)
+        share, shares, fps = alternated_share(run, 2 * calls, flops_at(1280, 720), rounds=3 if quick else 5)
         results[f"{key}_frames_per_s_1280x720"] = fps
-        results[f"{key}_share_of_matmul_1280x720"] = fps * flops_at(1280, 720) / (results["matmul_gflops"] * 1e9)
+        results[f"{key}_share_of_matmul_1280x720"] = share
+        results[f"{key}_round_shares_1280x720"] = [round(v, 3) for v in shares]
         results[f"{key}_flops_1280x720"] = flops_at(1280, 720)
     # The same multiply-adds either way: the lower-size stages are not credited with work they skip.
     assert results["spatial_resize_flops_1280x720"] == results["spatial_resize_zeros_flops_1280x720"]
@@ -327,9 +368,14 @@ def print_spatial(results, width, height):
                       f"({results[f'spatial_share_of_matmul_{s}']:.2f} of matmul)" for s in ("640x360", "1280x720")))
     for key, name in (("spatial_resize", "the default decoder (--upsample resize) as a new run has it"),
                       ("spatial_resize_zeros", "  as runs before 2026-12-07 have it (resized, then convolved)")):
-        print(f"  {name}: training {results[f'{key}_train_share_of_matmul']:.2f} of matmul, encoder+decoder at "
+        rounds = results[f"{key}_train_round_shares"]
+        print(f"  {name}: training {results[f'{key}_train_tiles_per_s']:.1f} tiles/s, "
+              f"{results[f'{key}_train_share_of_matmul']:.2f} of matmul (alternated with it, rounds "
+              f"{min(rounds):.2f} to {max(rounds):.2f}), encoder+decoder at "
               f"1280x720 {results[f'{key}_frames_per_s_1280x720']:.2f} frames/s "
-              f"({results[f'{key}_share_of_matmul_1280x720']:.2f} of matmul); targets 0.65 and 0.60")
+              f"({results[f'{key}_share_of_matmul_1280x720']:.2f} of matmul, rounds "
+              f"{min(results[f'{key}_round_shares_1280x720']):.2f} to "
+              f"{max(results[f'{key}_round_shares_1280x720']):.2f}); targets 0.65 and 0.60")
     for size in ("640x360", "1280x720"):
         print(f"spatial mogrify at {size}: {results[f'spatial_mogrify_frames_per_s_{size}']:.2f} frames/s end to end, "
               f"{results[f'spatial_mogrify_share_{size}']:.2f} of the batched render "

@@ -93,6 +93,29 @@ def test_resizing_convolution_at_the_lower_size_is_resize_mirror_convolve(kernel
         assert np.abs(np.asarray(got - expected)).max() < 1e-5 * np.abs(np.asarray(expected)).max()
 
 
+@pytest.mark.parametrize("channels", [(8, 3), (3, 8)])
+def test_the_decoder_stage_trains_with_the_gradients_tensorflow_gives(channels):
+    """In training a stage is differentiated its own way (model.conv_valid: the input's gradient
+    as a forward convolution, the kernel's as one matmul where there are fewer outputs than
+    inputs, as in the last stage); the picture and both gradients are TensorFlow's own."""
+    import tensorflow as tf
+    from vae import model
+    c_in, c_out = channels
+    x = tf.random.stateless_normal((2, 9, 13, c_in), seed=(2, c_in))
+    layer = model.ResizeConv2D(c_out, 5, use_bias=True)
+    layer.build(x.shape)
+    weights = tf.random.stateless_normal((2, 18, 26, c_out), seed=(3, c_out))  # a loss that weighs every output
+    results = {}
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(y * weights)
+        results[training] = (y, *tape.gradient(loss, [x, layer.kernel, layer.bias]))
+    for ours, theirs in zip(results[True], results[False]):
+        assert np.abs(np.asarray(ours - theirs)).max() < 1e-5 * np.abs(np.asarray(theirs)).max()
+
+
 OLD_SPATIAL_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "old_spatial_run")
 
 

@@ -85,8 +85,11 @@ def quiet_tensorflow():
 
     TensorFlow's C++ layer prints notes (oneDNN, missing CUDA drivers) straight to file
     descriptor 2 before any setting can stop it, so stderr is parked while it loads and
-    looks for devices; if the import itself fails, what it printed is shown after all.
+    looks for devices; if the import itself fails, what it printed is shown after all. Memory
+    freed by one batch is kept for the next (vae/memory.py).
     """
+    from vae import memory
+    memory.keep_freed_memory()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     if "tensorflow" in sys.modules:
