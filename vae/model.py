@@ -183,7 +183,7 @@ def conv_valid(x, kernel):
     where the output has fewer channels than the input, one matmul. TensorFlow's own CPU kernels
     for the two gradients ran at two to three and a half times the forward convolution's time on
     the spatial decoder's last stage (5x5, 32 to 12 channels: 138 and 218 ms against 61), a third
-    of a training step; these take 51 and 94 ms (README, "Profiled"). The values are the same."""
+    of a training step; these take 51 and 94 ms (README, "The decoder's gradients"). The values are the same."""
     @tf.custom_gradient
     def convolve(x, kernel):
         def gradients(dy):
