@@ -308,18 +308,18 @@ def measure_spatial(results, width, height, work, quick, say):
         results[f"spatial_share_of_matmul_{w}x{h}"] = fps * flops_at(w, h) / (results["matmul_gflops"] * 1e9)
     # The default decoder, beside --upsample shuffle: as a new run has it (its resizing stages at the
     # lower size, mirrored border) and as runs before 2026-12-07 have it (resized, then convolved).
+    rounds, calls = (3, 2) if quick else (5, 4)
     for key, border in (("spatial_resize", "mirror"), ("spatial_resize_zeros", "zeros")):
         say(f"spatial training and encoder+decoder at 1280x720, --upsample resize, {border} border ...")
         run, tiles, flops = spatial_training_steps(height, width, batch=16, steps=3 if quick else 6,
                                                    upsample="resize", resize_border=border)
-        share, shares, rate = alternated_share(run, tiles, flops, rounds=3 if quick else 5)
+        share, shares, rate = alternated_share(run, tiles, flops, rounds)
         results[f"{key}_train_share_of_matmul"] = share
         results[f"{key}_train_round_shares"] = [round(v, 3) for v in shares]
         results[f"{key}_train_tiles_per_s"] = rate
         flops_at = export_untrained_spatial(os.path.join(work, key), width, height, "resize", border)
-        calls = 2 if quick else 4
         run = spatial_frame_steps(export.Models(os.path.join(work, key)), 1280, 720, 2, calls)
-        share, shares, fps = alternated_share(run, 2 * calls, flops_at(1280, 720), rounds=3 if quick else 5)
+        share, shares, fps = alternated_share(run, 2 * calls, flops_at(1280, 720), rounds)
         results[f"{key}_frames_per_s_1280x720"] = fps
         results[f"{key}_share_of_matmul_1280x720"] = share
         results[f"{key}_round_shares_1280x720"] = [round(v, 3) for v in shares]

@@ -418,7 +418,6 @@ def test_a_spatial_model_renders_live_at_the_frame_size(spatial, media, tmp_path
     assert 10 * np.log10(255 ** 2 / max(np.median(errors), 1e-9)) > 30
 
 
-
 def test_a_spatial_model_renders_live_at_its_render_scale_as_a_file_does(spatial, media, tmp_path):
     """Live, a spatial model renders at the scale it learned (model.json's render_scale), as a
     file's render does, its detail from the shown picture, and the output keeps the input's size:
