@@ -93,6 +93,21 @@ def test_resizing_convolution_at_the_lower_size_is_resize_mirror_convolve(kernel
         assert np.abs(np.asarray(got - expected)).max() < 1e-5 * np.abs(np.asarray(expected)).max()
 
 
+def assert_trains_as_it_infers(layer, x, weights):
+    """The layer's output and the gradients of input, kernel and bias (for the loss sum(y * weights),
+    which weighs every output) are the same in training as out of it, to 1e-5 of the largest."""
+    import tensorflow as tf
+    results = {}
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(y * weights)
+        results[training] = (y, *tape.gradient(loss, [x, layer.kernel, layer.bias]))
+    for ours, theirs in zip(results[True], results[False]):
+        assert np.abs(np.asarray(ours - theirs)).max() < 1e-5 * np.abs(np.asarray(theirs)).max()
+
+
 @pytest.mark.parametrize("channels", [(8, 3), (3, 8)])
 def test_the_decoder_stage_trains_with_the_gradients_tensorflow_gives(channels):
     """In training a stage is differentiated its own way (model.conv_valid: the input's gradient
@@ -105,15 +120,22 @@ def test_the_decoder_stage_trains_with_the_gradients_tensorflow_gives(channels):
     layer = model.ResizeConv2D(c_out, 5, use_bias=True)
     layer.build(x.shape)
     weights = tf.random.stateless_normal((2, 18, 26, c_out), seed=(3, c_out))  # a loss that weighs every output
-    results = {}
-    for training in (True, False):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=training)
-            loss = tf.reduce_sum(y * weights)
-        results[training] = (y, *tape.gradient(loss, [x, layer.kernel, layer.bias]))
-    for ours, theirs in zip(results[True], results[False]):
-        assert np.abs(np.asarray(ours - theirs)).max() < 1e-5 * np.abs(np.asarray(theirs)).max()
+    assert_trains_as_it_infers(layer, x, weights)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 4])
+def test_the_encoders_heads_train_with_the_gradients_tensorflow_gives(kernel_size):
+    """The heads (model.SameConv2D) pad their input and go through conv_valid in training; the
+    codes and the gradients of input, kernel and bias are Keras's own "same" convolution's."""
+    import tensorflow as tf
+    from vae import model
+    x = tf.random.stateless_normal((2, 7, 10, 12), seed=(4, kernel_size))
+    layer = model.SameConv2D(5, kernel_size, padding="same")
+    layer.build(x.shape)
+    layer.bias.assign(tf.random.stateless_normal((5,), seed=(5, kernel_size)))
+    weights = tf.random.stateless_normal((2, 7, 10, 5), seed=(6, kernel_size))
+    assert_trains_as_it_infers(layer, x, weights)
+    assert layer(x, training=True).shape == x.shape[:3] + (5,)
 
 
 OLD_SPATIAL_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "old_spatial_run")

@@ -182,26 +182,29 @@ def conv_valid(x, kernel):
     """A stride-1 VALID convolution whose gradients are computed as a forward convolution and,
     where the output has fewer channels than the input, one matmul. TensorFlow's own CPU kernels
     for the two gradients ran at two to three and a half times the forward convolution's time on
-    the spatial decoder's last stage (5x5, 32 to 12 channels: 138 and 218 ms against 61), a third
-    of a training step; these take 51 and 94 ms (README, "The decoder's gradients"). The values are the same."""
+    the spatial decoder's last stage (5x5, 32 to 12 channels: 112 and 178 ms against 52), a third
+    of a training step; these take 43 and 72 ms, and the encoder's heads' kernel gradient 11
+    against 22 (README, "The decoder's gradients" and the table after it). The values are the same."""
     @tf.custom_gradient
     def convolve(x, kernel):
         def gradients(dy):
             kh, kw, c_in, c_out = kernel.shape
             # The input's gradient: dy, padded, convolved with the kernel turned half a turn, in
-            # and out swapped.
+            # and out swapped. The convolution pads (explicit padding): 88 against 99 CPU-ms with a
+            # separate pad on the last stage.
             flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
-            dx = tf.nn.conv2d(tf.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]), flipped, 1, "VALID")
+            dx = tf.nn.conv2d(dy, flipped, 1, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]])
             if c_out >= c_in:  # there TensorFlow's own filter gradient was as fast or faster
                 return dx, tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel), out_backprop=dy,
                                                            strides=[1, 1, 1, 1], padding="VALID")
             # dk[s, t, c, o] = sum over n, i, j of x[n, i+s, j+t, c] dy[n, i, j, o]: the row shifts s
-            # of x side by side as channels, the column shifts t of dy likewise, one matmul.
+            # of x side by side as channels, the column shifts t of dy likewise, one matmul. The
+            # narrow side on the left: (t, o) x (s, c) took 72 ms where (s, c) x (t, o) took 91.
             h = tf.shape(dy)[1]
             rows = tf.concat([x[:, s:s + h] for s in range(kh)], -1)
             columns = tf.concat([tf.pad(dy, [[0, 0], [0, 0], [t, kw - 1 - t], [0, 0]]) for t in range(kw)], -1)
-            dk = tf.matmul(tf.reshape(rows, [-1, kh * c_in]), tf.reshape(columns, [-1, kw * c_out]), transpose_a=True)
-            return dx, tf.transpose(tf.reshape(dk, [kh, c_in, kw, c_out]), [0, 2, 1, 3])
+            dk = tf.matmul(tf.reshape(columns, [-1, kw * c_out]), tf.reshape(rows, [-1, kh * c_in]), transpose_a=True)
+            return dx, tf.transpose(tf.reshape(dk, [kw, c_out, kh, c_in]), [2, 0, 3, 1])
         return tf.nn.conv2d(x, kernel, 1, "VALID"), gradients
     return convolve(x, kernel)
 
@@ -239,6 +242,24 @@ class ResizeConv2D(layers.Layer):
         return (shape[0], *(None if d is None else 2 * d for d in shape[1:3]), self.filters)
 
 
+class SameConv2D(layers.Conv2D):
+    """Keras's stride-1 "same" convolution, differentiated in training as conv_valid does it (the
+    input padded first): the spatial encoder's mean and log-variance heads (3x3, 128 to 16
+    channels), whose kernel gradient took TensorFlow 22 ms against conv_valid's 11, and the input's
+    14 against 9. Inference and exports keep Keras's own convolution; the variables are Keras's."""
+
+    def call(self, inputs, training=None):
+        if not training or set(self.strides) != {1} or set(self.dilation_rate) != {1} or self.groups != 1 \
+                or self.padding != "same" or self.data_format != "channels_last":
+            return super().call(inputs)
+        # "same" at stride 1: (k - 1) // 2 before, the rest after, as TensorFlow pads it.
+        pads = [[0, 0], *([(k - 1) // 2, k // 2] for k in self.kernel_size), [0, 0]]
+        outputs = conv_valid(tf.pad(inputs, pads), ops.cast(self.kernel, inputs.dtype))
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.bias, outputs.dtype)
+        return self.activation(outputs)
+
+
 class DepthToSpace2x(layers.Layer):
     """Each position's 4*C channels laid out as its 2x2 block of C-channel pixels (sub-pixel
     convolution), for any input size."""
@@ -268,8 +289,8 @@ def build_spatial_encoder(config):
         x = FusedBatchNorm(momentum=SPATIAL_BN_MOMENTUM, name=f"conv{i}_bn")(x)
         x = layers.ELU(name=f"conv{i}_elu")(x)
     # The codes stay float32 under mixed precision, as the global model's.
-    mean = layers.Conv2D(config.codes, 3, padding="same", name="mean", dtype="float32")(x)
-    log_var = layers.Conv2D(config.codes, 3, padding="same", name="log_var", dtype="float32")(x)
+    mean = SameConv2D(config.codes, 3, padding="same", name="mean", dtype="float32")(x)
+    log_var = SameConv2D(config.codes, 3, padding="same", name="log_var", dtype="float32")(x)
     return keras.Model(images, [mean, log_var], name="encoder")
 
 
