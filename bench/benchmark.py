@@ -329,10 +329,10 @@ def measure_spatial(results, width, height, work, quick, say):
     assert results["spatial_resize_flops_1280x720"] == results["spatial_resize_zeros_flops_1280x720"]
     say("spatial mogrify end to end at the frame's size ...")
     for w, h in ((640, 360), (1280, 720)):
-        # 192 frames at 640x360 (12 calls of 16), 96 at 1280x720 (24 of 4), in alternated rounds:
-        # with 96 frames at 640x360 (6 calls), once against a best-of-three batched rate, the
-        # pipeline's fill and drain (half a second or more) and the batched rate's own drift moved
-        # the share from 0.74 to 0.80; 384 frames gave 0.89-1.00.
+        # 192 frames at 640x360 (12 calls of 16), 96 at 1280x720 (24 of 4), in alternated rounds.
+        # 96 frames at 640x360 (6 calls), once against a best-of-three batched rate, gave 0.74-0.80:
+        # the render's fill and drain (half a second or more) were a tenth of so short a clip, and
+        # one batched rate drifts as the machine does; 384 frames gave 0.89-1.00.
         frames = (24 if quick else 192) * 640 // w
         clip = synthetic.write_video(os.path.join(work, f"spatial_{w}x{h}.mp4"), width=w, height=h, frames=frames)
         batch = mogrify.Session(models, fake_sources(models.codes, "x"), mogrify.Look(
