@@ -295,8 +295,9 @@ def spatial_frame_steps(models, width, height, batch, calls):
 def measure_spatial(results, width, height, work, quick, say):
     """The spatial VAE's figures into `results` (which holds spatial_matmul_gflops: a --spatial run
     merged into the JSON keeps the full run's matmul_gflops for the figures measured against it)."""
+    rounds, calls, steps = (3, 2, 3) if quick else (5, 4, 6)
     say("spatial training ...")
-    rate, flops = spatial_training_rate(height, width, batch=16, steps=3 if quick else 6)
+    rate, flops = spatial_training_rate(height, width, batch=16, steps=steps)
     results["spatial_train_tiles_per_s"] = rate
     results["spatial_train_share_of_matmul"] = rate * flops / (results["spatial_matmul_gflops"] * 1e9)
     say("spatial encoder and decoder at the frame's size ...")
@@ -304,15 +305,14 @@ def measure_spatial(results, width, height, work, quick, say):
     flops_at = export_untrained_spatial(folder, width, height)
     models = export.Models(folder)
     for w, h, batch in ((640, 360, 4), (1280, 720, 2)):
-        fps = spatial_frame_rate(models, w, h, batch, calls=2 if quick else 4)
+        fps = spatial_frame_rate(models, w, h, batch, calls)
         results[f"spatial_frames_per_s_{w}x{h}"] = fps
         results[f"spatial_share_of_matmul_{w}x{h}"] = fps * flops_at(w, h) / (results["spatial_matmul_gflops"] * 1e9)
     # The default decoder, beside --upsample shuffle: as a new run has it (its resizing stages at the
     # lower size, mirrored border) and as runs before 2026-12-07 have it (resized, then convolved).
-    rounds, calls = (3, 2) if quick else (5, 4)
     for key, border in (("spatial_resize", "mirror"), ("spatial_resize_zeros", "zeros")):
         say(f"spatial training and encoder+decoder at 1280x720, --upsample resize, {border} border ...")
-        run, tiles, flops = spatial_training_steps(height, width, batch=16, steps=3 if quick else 6,
+        run, tiles, flops = spatial_training_steps(height, width, batch=16, steps=steps,
                                                    upsample="resize", resize_border=border)
         share, shares, rate = alternated_share(run, tiles, flops, rounds)
         results[f"{key}_train_share_of_matmul"] = share
@@ -338,7 +338,7 @@ def measure_spatial(results, width, height, work, quick, say):
         batch = mogrify.Session(models, fake_sources(models.codes, "x"), mogrify.Look(
             latent.Strength("0.25"), latent.Strength("0.5")), 16).frames_per_call((w, h))
         f = alternated_render_share(models, clip, frames, os.path.join(work, f"spatial_{w}x{h}_out.mp4"), batch,
-                                    2 if quick else 4, rounds, say, size=(w, h))
+                                    calls, rounds, say, size=(w, h))
         results[f"spatial_batched_render_per_s_{w}x{h}"] = f["batched_frames_per_s"]
         results[f"spatial_mogrify_frames_per_s_{w}x{h}"] = f["end_to_end_frames_per_s"]
         results[f"spatial_mogrify_share_{w}x{h}"] = f["share_of_batched"]
@@ -628,7 +628,9 @@ def measure_render(results, width, height, work, quick, say, rounds=5):
 def alternated_render_share(models, clip, frames, out, batch, calls, rounds, say, detail=0.0, size=None):
     """mogrify end to end on `clip` (`frames` frames) against the batched model step (`calls` calls
     of `batch`, at `size` for a spatial model), the two alternated `rounds` times, each rate pooled
-    over its rounds (all frames over all seconds). Returns the figures as results.json holds them."""
+    over its rounds (all frames over all seconds). mogrify is asked for 16 frames a call, and
+    `batch` is what it then runs a call (fewer for a spatial model at 1280x720). Returns the
+    figures as results.json holds them."""
     inference_rate(models, batch, calls=1, detail=detail, size=size, repeats=1)  # traced and warm
     batched, end_to_end = [], []
     for round_ in range(rounds):
